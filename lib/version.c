@@ -1,0 +1,12 @@
+/*
+ * SPDX-License-Identifier: MIT
+ */
+#include "internal.h"
+
+VMM_EXPORT const char *vmm_version(uint32_t *number)
+{
+    error_reset();
+    if (number != NULL)
+        *number = VMM_VERSION_NUMBER;
+    return VMM_VERSION_STRING;
+}

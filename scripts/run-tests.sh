@@ -1,0 +1,67 @@
+#!/bin/bash
+# The README's test command: installs what is missing, builds libvmm, and
+# runs every test suite twice, once as built and once under
+# AddressSanitizer and UndefinedBehaviorSanitizer. Ends with one line,
+# "N passed, N failed, N skipped", counted from meson's test logs.
+#
+# Usage: scripts/run-tests.sh [--no-sanitize] [MESON TEST ARGS...]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+sanitize=1
+if [ "${1:-}" = --no-sanitize ]; then
+    sanitize=0
+    shift
+fi
+
+scripts/install-deps.sh || exit 1
+
+status=0
+logs=()
+
+# run_suites DIR SETUP-ARGS...: configure DIR if needed, build, test.
+run_suites() {
+    local dir=$1
+    shift
+    if [ ! -f "$dir/build.ninja" ]; then
+        meson setup "$dir" "$@" || return 1
+    fi
+    ninja -C "$dir" || return 1
+    logs+=("$dir/meson-logs/testlog.json")
+    meson test -C "$dir" --print-errorlogs --num-processes 2 "${test_args[@]}"
+}
+
+test_args=("$@")
+run_suites build || status=1
+
+if [ "$sanitize" -eq 1 ]; then
+    # Any sanitizer report aborts the test program, so it fails its test.
+    export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:strict_string_checks=1
+    export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
+    run_suites build-sanitize -Db_sanitize=address,undefined -Db_lundef=false \
+        -Dbuildtype=debug || status=1
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+fi
+
+/usr/bin/env python3 - "${logs[@]}" <<'PY' || status=1
+import json, sys
+passed = failed = skipped = 0
+for path in sys.argv[1:]:
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        failed += 1
+        print(f"run-tests: no test log at {path}")
+        continue
+    for line in lines:
+        result = json.loads(line).get("result")
+        if result in ("OK", "EXPECTEDFAIL"):
+            passed += 1
+        elif result == "SKIP":
+            skipped += 1
+        else:
+            failed += 1
+print(f"{passed} passed, {failed} failed, {skipped} skipped")
+sys.exit(1 if failed else 0)
+PY
+exit "$status"

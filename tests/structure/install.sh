@@ -1,0 +1,33 @@
+#!/bin/bash
+# Installs the build into a temporary destdir and builds the examples from
+# the installed headers and libvmm.pc alone, then runs them against the
+# installed library.
+# Usage: install.sh BUILD_DIR SANITIZE EXAMPLE.c...
+# SANITIZE is meson's b_sanitize: the examples must link the same runtime.
+set -eu
+build=$1 sanitize=$2
+shift 2
+extra=()
+[ "$sanitize" = none ] || extra=(-fsanitize="$sanitize")
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+meson install -C "$build" --destdir "$work/root" --no-rebuild --quiet >/dev/null
+pc=$(find "$work/root" -name libvmm.pc | head -n 1)
+[ -n "$pc" ] || { echo "FAIL: libvmm.pc was not installed"; exit 1; }
+export PKG_CONFIG_PATH=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$work/root
+libdir=$(dirname "$(dirname "$pc")")
+
+for example in "$@"; do
+    name=$(basename "$example" .c)
+    # shellcheck disable=SC2046
+    cc -std=c99 -Wall -Wextra -Werror "${extra[@]}" -o "$work/$name" "$example" \
+        $(pkg-config --cflags --libs libvmm)
+    LD_LIBRARY_PATH=$libdir "$work/$name" >"$work/$name.out"
+    ldd_lib=$(LD_LIBRARY_PATH=$libdir ldd "$work/$name" | awk '/libvmm/ { print $3 }')
+    case $ldd_lib in
+        "$work"/root/*) ;;
+        *) echo "FAIL: $name did not run against the installed library ($ldd_lib)"; exit 1 ;;
+    esac
+    echo "$name: $(head -n 1 "$work/$name.out")"
+done

@@ -1,0 +1,7 @@
+/* A fixture for the process policy test: a module that must not spawn. */
+#include <stdlib.h>
+
+int helper(void)
+{
+    return system("true");
+}
