@@ -1,0 +1,67 @@
+/*
+ * Tap networking: guest addresses from the context's pool, taps, network
+ * namespaces, and the kernel's ip= boot argument. Done in-process with
+ * ioctls and rtnetlink; no program is run.
+ *
+ * Each VM takes a /30 of the pool by slot number: network + 4 * slot. The
+ * host side of the tap is the first address, the guest the second. The
+ * MAC derives from the guest address (06:00:A:B:C:D), and the tap's name
+ * from the slot ("vmtap<slot>"), so both are unique while slots are, and
+ * fit IFNAMSIZ. Slots are handed out by the store under its host-wide lock.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef LIBVMM_NET_H
+#define LIBVMM_NET_H
+
+#include "internal.h"
+
+struct net_lease {
+    uint32_t slot;
+    uint32_t prefix_len;  /* 30 */
+    char guest_ip[16];
+    char host_ip[16];
+    char netmask[16];     /* "255.255.255.252" */
+    char mac[18];
+    char tap[16];
+};
+
+/* Number of /30 slots in the context's pool. */
+uint32_t net_pool_slots(const vmm_context *ctx);
+
+/* Fills a lease for a slot; VMM_EINVAL when the slot is outside the pool. */
+int net_lease_for_slot(const vmm_context *ctx, uint32_t slot,
+                       struct net_lease *out);
+
+/* The kernel's ip= argument for a lease:
+ * "ip=GUEST::HOST:NETMASK::eth0:off". */
+int net_boot_arg(const struct net_lease *l, char *buf, size_t size);
+
+/*
+ * Creates a persistent tap for the lease (or reuses an existing one of the
+ * same name), addresses its host side and brings it up, inside the
+ * namespace netns_fd (or the caller's when -1). Failure leaves no tap.
+ */
+int net_tap_create(const vmm_context *ctx, const char *vm_name,
+                   const struct net_lease *l, int netns_fd);
+
+/* Removes a tap; a missing one is not an error. */
+int net_tap_delete(const char *tap, int netns_fd);
+
+/* Whether a tap exists in the namespace. */
+bool net_tap_exists(const char *tap, int netns_fd);
+
+/*
+ * Named network namespaces, as `ip netns` keeps them: bound at
+ * /run/netns/NAME. Create fails with VMM_EEXIST when the name is taken;
+ * delete ignores a missing one. Open gives an O_CLOEXEC fd of the
+ * namespace (VMM_ENOTFOUND when missing).
+ */
+int net_netns_create(const char *name);
+int net_netns_delete(const char *name);
+int net_netns_open(const char *name, int *fd_out);
+
+/* Whether a string is a usable namespace name (as for `ip netns`). */
+bool net_netns_name_valid(const char *name);
+
+#endif /* LIBVMM_NET_H */

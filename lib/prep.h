@@ -1,0 +1,105 @@
+/*
+ * Snapshot-prep: make a VM's disk safe, then patch files into it.
+ *
+ * Every patch is preceded by `e2fsck -fy` on the disk. e2fsck's exit
+ * status is a bit mask: 0-3 are success (what was repaired is logged);
+ * 4, 8, 16, 32 or 128 set is failure (VMM_EDISK with the tail of its
+ * output). A filesystem that still needs journal recovery afterwards is
+ * never written to. Patches are applied in-process with libext2fs, one
+ * open of the filesystem for the whole set.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef LIBVMM_PREP_H
+#define LIBVMM_PREP_H
+
+#include <sys/types.h>
+
+#include "internal.h"
+
+enum prep_op {
+    PREP_WRITE_FILE, /* create or replace a regular file */
+    PREP_MKDIR,      /* make a directory, with its parents */
+    PREP_SYMLINK,    /* make a symlink: data is the target */
+    PREP_REMOVE,     /* remove a file, symlink or empty directory; a
+                        missing path is not an error */
+};
+
+struct prep_patch {
+    enum prep_op op;
+    const char *path; /* absolute path in the guest */
+    const void *data; /* file content or symlink target */
+    size_t size;
+    mode_t mode;      /* permission bits */
+    uid_t uid;
+    gid_t gid;
+};
+
+/* Result of the e2fsck step, for logs and tests. */
+struct prep_fsck_result {
+    int exit_status;  /* e2fsck's exit status bit mask */
+    bool repaired;    /* bit 1 or 2 set */
+};
+
+/* Maps an e2fsck exit status: 0 when it is success, else VMM_EDISK with a
+ * message naming each failure bit. */
+int prep_fsck_status(int exit_status, const char *disk);
+
+/* Runs `e2fsck -fy` on disk (a file or block device). */
+int prep_fsck(const vmm_context *ctx, const char *vm_name, const char *disk,
+              struct prep_fsck_result *result);
+
+/* Opens the filesystem once and applies the patches in order. */
+int prep_patch(const vmm_context *ctx, const char *vm_name, const char *disk,
+               const struct prep_patch *patches, size_t count);
+
+/* fsck, then patch: what every start runs. */
+int prep_run(const vmm_context *ctx, const char *vm_name, const char *disk,
+             const struct prep_patch *patches, size_t count,
+             struct prep_fsck_result *result);
+
+/*
+ * The guest's network configuration style, detected from the image:
+ * systemd-networkd (an enabled systemd-networkd and /etc/systemd/network)
+ * or ifupdown (/etc/network/interfaces).
+ */
+enum prep_net_style {
+    PREP_NET_IFUPDOWN,
+    PREP_NET_NETWORKD,
+    PREP_NET_NONE,
+};
+int prep_detect_net_style(const char *disk, enum prep_net_style *out);
+
+/* Inputs of the standard patch set. */
+struct prep_guest_config {
+    const char *hostname;
+    const char *guest_ip;      /* dotted quad, or NULL: no network */
+    const char *gateway_ip;
+    uint32_t prefix_len;       /* 30 */
+    const char *mac;           /* "06:00:ac:10:00:02" */
+    const char *authorized_keys; /* text, or NULL */
+    const char *host_keys_dir; /* holds ssh_host_*_key{,.pub}, or NULL */
+    enum prep_net_style net_style;
+};
+
+/*
+ * Builds the standard patch set: /etc/hostname, /etc/hosts, the network
+ * configuration in the image's style, /root/.ssh (0700) with
+ * authorized_keys (0600), and /etc/ssh/ssh_host_* (replacing any keys the
+ * image carries). Strings in the patches point into *storage_out, which
+ * the caller frees together with *patches_out.
+ */
+int prep_standard_patches(const struct prep_guest_config *cfg,
+                          struct prep_patch **patches_out, size_t *count_out,
+                          char **storage_out);
+
+/*
+ * Makes the VM's ssh host key (ed25519) in dir
+ * with ssh-keygen, and writes their public halves, as a known-hosts line
+ * for `host` (the guest IP), to known_hosts_path.
+ */
+int prep_make_host_keys(const vmm_context *ctx, const char *vm_name,
+                        const char *dir, const char *host,
+                        const char *known_hosts_path);
+
+#endif /* LIBVMM_PREP_H */

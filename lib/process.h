@@ -1,0 +1,92 @@
+/*
+ * The VMM ownership object: one firecracker process, from spawn to reap.
+ *
+ * The process lives exactly as long as this module says. It is spawned in
+ * its own session behind a small supervising child (the "keeper", forked
+ * from the library, never exec'd) that waits for it and records its exit
+ * status in a file, so the firecracker process is never the zombie of the
+ * embedding program and outlives that program's exit, crash or kill -9.
+ * Timeouts bound how long the library waits, never how long a VM lives:
+ * only process_stop(), process_kill() (and so delete) end it.
+ *
+ * Identity is pid + start time (field 22 of /proc/PID/stat) + API socket:
+ * attach refuses a pid whose start time differs or whose socket's listener
+ * (SO_PEERCRED) is another process, so pid reuse never makes the library
+ * signal or adopt a stranger. Signals go through a pidfd opened and then
+ * verified against the start time.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef LIBVMM_PROCESS_H
+#define LIBVMM_PROCESS_H
+
+#include <sys/types.h>
+
+#include "internal.h"
+
+struct vmm_process;
+
+struct process_spawn_spec {
+    const char *binary;       /* path, or a name looked up in PATH */
+    const char *id;           /* --id: the VM name */
+    const char *api_socket;   /* --api-sock */
+    const char *log_path;     /* stdout/stderr and --log-path, created 0600 */
+    const char *metrics_path; /* --metrics-path, or NULL */
+    const char *exit_path;    /* the keeper writes the wait status here */
+    int netns_fd;             /* joined before exec, or -1 */
+    uint32_t ready_timeout_ms;/* bound on waiting for GET / to answer */
+    const char *vm_name;      /* for logs and progress */
+};
+
+/*
+ * Removes a stale socket (no listener), refuses a live one (VMM_EBUSY) and
+ * a path too long for sun_path (VMM_EINVAL), spawns, and waits until
+ * connect() succeeds and GET / answers, polling with back-off. A binary
+ * that daemonizes (exits 0 before its socket appears) is still found, by
+ * the socket's listener. On timeout or early exit: kills, reaps, removes
+ * the socket, and fails (VMM_ETIMEDOUT / VMM_EPROCESS) with the exit
+ * status and the tail of the log.
+ */
+int process_spawn(const vmm_context *ctx, const struct process_spawn_spec *spec,
+                  struct vmm_process **out);
+
+/*
+ * Attaches to a running VMM recorded earlier. VMM_ENOTFOUND when the
+ * process is gone or the pid now belongs to another process (start time
+ * or socket listener differ); then nothing is signalled.
+ */
+int process_attach(const vmm_context *ctx, const char *vm_name, pid_t pid,
+                   uint64_t start_time, const char *api_socket,
+                   struct vmm_process **out);
+
+pid_t process_pid(const struct vmm_process *p);
+uint64_t process_start_time(const struct vmm_process *p);
+bool process_alive(struct vmm_process *p);
+
+/*
+ * Graceful stop: SendCtrlAltDel, wait up to timeout_ms for the process to
+ * exit, then SIGKILL and wait until it is gone. Removes the API socket.
+ */
+int process_stop(struct vmm_process *p, uint32_t timeout_ms);
+
+/* SIGKILL, and wait until the process is really gone. Removes the socket. */
+int process_kill(struct vmm_process *p);
+
+/*
+ * How a VMM ended, from the exit file the keeper wrote: "exited with
+ * status 0 (success)", "killed by signal 9 (SIGKILL)", "exited with status
+ * 151 (bad configuration)". Writes "unknown" when no record exists.
+ */
+void process_describe_exit(const char *exit_path, char *buf, size_t size);
+
+/* Firecracker's meaning of an exit code, e.g. 0 "success"; NULL if none. */
+const char *process_exit_code_meaning(int code);
+
+/* The last `max_lines` lines of a log file into buf (NUL-terminated). */
+void process_log_tail(const char *log_path, size_t max_lines, char *buf,
+                      size_t size);
+
+/* Releases the object; the process is never touched. */
+void process_free(struct vmm_process *p);
+
+#endif /* LIBVMM_PROCESS_H */
