@@ -262,8 +262,10 @@ build_initramfs() {
 	log "building initrd.img"
 	busybox=$(dpkg -L busybox-static | grep -m1 '/busybox$') ||
 		die "busybox-static ships no busybox binary"
-	ldd "$busybox" 2>&1 | grep -q 'not a dynamic executable' ||
-		die "$busybox is not statically linked"
+	case "$(LC_ALL=C ldd "$busybox" 2>&1)" in
+	*"not a dynamic executable"*) ;;
+	*) die "$busybox is not statically linked" ;;
+	esac
 	mkdir -p "$stage"/{bin,dev,proc,sys,newroot,lib/modules}
 	cp "$busybox" "$stage/bin/busybox"
 	for applet in $("$stage/bin/busybox" --list); do
@@ -333,7 +335,10 @@ build_rootfs() {
 	truncate -s "$ROOTFS_SIZE" "$image"
 	mkfs.ext4 -q -F -L libvmm-root -d "$tree" "$image" ||
 		die "mkfs.ext4 -d failed"
-	e2fsck -fn "$image" >/dev/null || die "the new rootfs.ext4 fails e2fsck"
+	e2fsck -fn "$image" >"$work_dir/e2fsck.log" 2>&1 || {
+		cat "$work_dir/e2fsck.log" >&2
+		die "the new rootfs.ext4 fails e2fsck"
+	}
 }
 
 # Moves the finished files into the output directory.  The old manifest
