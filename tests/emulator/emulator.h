@@ -54,6 +54,7 @@ struct drive_config {
 	const char *partuuid;
 	const char *cache_type;
 	const char *io_engine;
+	char *patched_path;		/* PATCH's path_on_host, owned */
 	bool is_root_device;
 	bool is_read_only;
 	yajl_val rate_limiter;
@@ -153,6 +154,8 @@ int http_serve(struct emulator *emu, int listen_fd);
 
 /* api.c */
 void api_init(struct emulator *emu);
+/* {"fault_message": message} as a malloc'ed string. */
+char *api_fault_body(const char *message);
 void api_handle(struct emulator *emu, const char *method, const char *path,
 		const char *body, size_t body_len, struct http_response *resp);
 

@@ -9,6 +9,7 @@
  * null (they are Option<T>), integers carry their Rust type's range, and
  * every struct denies unknown fields.
  */
+#define _GNU_SOURCE
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
