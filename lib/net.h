@@ -38,30 +38,48 @@ int net_lease_for_slot(const vmm_context *ctx, uint32_t slot,
 int net_boot_arg(const struct net_lease *l, char *buf, size_t size);
 
 /*
- * Creates a persistent tap for the lease (or reuses an existing one of the
- * same name), addresses its host side and brings it up, inside the
- * namespace netns_fd (or the caller's when -1). Failure leaves no tap.
+ * Creates a persistent tap for the lease (or reuses an existing tap of the
+ * same name, dropping any IPv4 address of an older lease from it),
+ * addresses its host side and brings it up, inside the namespace netns_fd
+ * (or the caller's when -1). The calling thread's namespace never changes.
+ * Failure leaves no tap this call created. ctx and vm_name only label log
+ * messages; both may be NULL.
+ *
+ * Errors: VMM_EINVAL (bad name, address or fd), VMM_EEXIST (a device of
+ * that name exists and is not a tap; it is left alone), VMM_EUNSUPPORTED
+ * (no /dev/net/tun), VMM_ENET (the kernel refused a step), VMM_EIO.
  */
 int net_tap_create(const vmm_context *ctx, const char *vm_name,
                    const struct net_lease *l, int netns_fd);
 
-/* Removes a tap; a missing one is not an error. */
+/* Removes a tap; a missing one is not an error. A device of that name that
+ * is not a tap is left alone (VMM_ENET). */
 int net_tap_delete(const char *tap, int netns_fd);
 
-/* Whether a tap exists in the namespace. */
+/* Whether a tap of that name exists in the namespace (false on errors). */
 bool net_tap_exists(const char *tap, int netns_fd);
 
 /*
  * Named network namespaces, as `ip netns` keeps them: bound at
- * /run/netns/NAME. Create fails with VMM_EEXIST when the name is taken;
- * delete ignores a missing one. Open gives an O_CLOEXEC fd of the
- * namespace (VMM_ENOTFOUND when missing).
+ * /run/netns/NAME, a shared mount point. Create fails with VMM_EEXIST when
+ * the name is taken, and brings the new namespace's lo up; delete ignores
+ * a missing one. Open gives an O_CLOEXEC fd of the namespace, which the
+ * caller closes (VMM_ENOTFOUND when missing or not a bound namespace).
+ * All give VMM_EINVAL for a name net_netns_name_valid() refuses.
  */
 int net_netns_create(const char *name);
 int net_netns_delete(const char *name);
 int net_netns_open(const char *name, int *fd_out);
 
-/* Whether a string is a usable namespace name (as for `ip netns`). */
+/* Whether a string is a usable namespace name (as for `ip netns`): 1 to
+ * NAME_MAX visible ASCII characters, no '/', not "." or "..". */
 bool net_netns_name_valid(const char *name);
+
+/*
+ * Tests only: when set, called before the steps of net_tap_create() named
+ * "tun" (creating the device), "address" and "up"; a non-zero errno it
+ * returns fails that step as if the kernel had refused it.
+ */
+extern int (*net_test_fail_hook)(const char *step);
 
 #endif /* LIBVMM_NET_H */
