@@ -13,6 +13,7 @@
 
 #include "internal.h"
 
+/* Sizes match struct error_snapshot in internal.h. */
 #define MESSAGE_MAX 1024
 #define FAULT_MAX 1024
 
@@ -104,6 +105,22 @@ void error_prefix(const char *fmt, ...)
     va_end(ap);
     if (len >= 0 && (size_t)len < sizeof(last.message))
         snprintf(last.message + len, sizeof(last.message) - len, "%s", old);
+}
+
+void error_save(struct error_snapshot *s)
+{
+    s->pub = last.pub;
+    s->has_fault = last.pub.fault_message != NULL;
+    memcpy(s->message, last.message, sizeof(s->message));
+    memcpy(s->fault, last.fault, sizeof(s->fault));
+}
+
+void error_restore(const struct error_snapshot *s)
+{
+    last.pub = s->pub;
+    memcpy(last.message, s->message, sizeof(last.message));
+    memcpy(last.fault, s->fault, sizeof(last.fault));
+    last.pub.fault_message = s->has_fault ? last.fault : NULL;
 }
 
 int error_code(void)

@@ -36,6 +36,16 @@ void error_prefix(const char *fmt, ...) PRINTF_LIKE(1, 2);
 /* Code of the record, for callers deciding whether to go on. */
 int error_code(void);
 
+/* A copy of the record, to keep a first failure across cleanup work. */
+struct error_snapshot {
+    vmm_error pub;
+    bool has_fault;
+    char message[1024];
+    char fault[1024];
+};
+void error_save(struct error_snapshot *s);
+void error_restore(const struct error_snapshot *s);
+
 /* --- context.c: settings and logging ------------------------------------- */
 
 struct vmm_context {

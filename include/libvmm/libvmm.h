@@ -12,5 +12,6 @@
 #include <libvmm/version.h>
 #include <libvmm/error.h>
 #include <libvmm/context.h>
+#include <libvmm/vm.h>
 
 #endif /* LIBVMM_H */

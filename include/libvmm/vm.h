@@ -29,12 +29,12 @@ typedef enum vmm_overlay_driver {
 } vmm_overlay_driver;
 
 /** What a VM is doing, as far as the host can tell. */
-typedef enum vmm_vm_state {
+typedef enum vmm_state {
     VMM_VM_STOPPED = 0, /**< no VMM process */
     VMM_VM_RUNNING = 1, /**< the VMM runs the guest */
     VMM_VM_PAUSED = 2,  /**< the VMM runs, the guest's vCPUs are paused */
     VMM_VM_STATE_MAX_ = INT32_MAX
-} vmm_vm_state;
+} vmm_state;
 
 /** vmm_vm_spec flags. */
 #define VMM_VM_NO_NET UINT32_C(0x1)    /**< no tap, no network config */
@@ -176,6 +176,22 @@ VMM_EXPORT int vmm_stop(vmm_vm *vm, uint32_t timeout_ms);
  */
 VMM_EXPORT int vmm_kill(vmm_vm *vm);
 
+/**
+ * Pause a running VM's vCPUs.
+ *
+ * @return 0, VMM_ESTATE (not running), VMM_EAPI, VMM_ETIMEDOUT,
+ *         VMM_EBUSY.
+ */
+VMM_EXPORT int vmm_pause(vmm_vm *vm);
+
+/**
+ * Resume a paused VM.
+ *
+ * @return 0, VMM_ESTATE (not running), VMM_EAPI, VMM_ETIMEDOUT,
+ *         VMM_EBUSY.
+ */
+VMM_EXPORT int vmm_resume(vmm_vm *vm);
+
 /** vmm_delete() flags. */
 #define VMM_DELETE_FORCE UINT32_C(0x1) /**< kill a running VM first */
 
@@ -228,7 +244,7 @@ VMM_EXPORT void vmm_vm_free(vmm_vm *vm);
 
 /** The VM's name. */
 VMM_EXPORT const char *vmm_vm_name(const vmm_vm *vm);
-/** A vmm_vm_state. */
+/** A vmm_state. */
 VMM_EXPORT int32_t vmm_vm_state(const vmm_vm *vm);
 /** The VMM's pid, or 0 when stopped. */
 VMM_EXPORT int32_t vmm_vm_pid(const vmm_vm *vm);
@@ -270,7 +286,7 @@ VMM_EXPORT const char *vmm_vm_known_hosts(const vmm_vm *vm);
 VMM_EXPORT const char *vmm_vm_last_exit(const vmm_vm *vm);
 
 /** An opaque list of VMs, from vmm_list(). */
-typedef struct vmm_list vmm_list;
+typedef struct vmm_vm_list vmm_vm_list;
 
 /**
  * List every VM of the context.
@@ -278,22 +294,25 @@ typedef struct vmm_list vmm_list;
  * An unreadable record does not hide the others: it appears as an entry
  * with no handle and an error naming its path.
  *
- * @param out  receives a list owned by the caller (vmm_list_free());
+ * @param out  receives a list owned by the caller (vmm_vm_list_free());
  *             written only on success
  * @return 0, VMM_EINVAL, VMM_EIO, VMM_ENOMEM.
  */
-VMM_EXPORT int vmm_list(vmm_list **out, vmm_context *ctx);
+VMM_EXPORT int vmm_list(vmm_vm_list **out, vmm_context *ctx);
 /** Number of entries. */
-VMM_EXPORT uint32_t vmm_list_count(const vmm_list *list);
-/** Entry i's VM name (borrowed, valid until vmm_list_free()). */
-VMM_EXPORT const char *vmm_list_name(const vmm_list *list, uint32_t i);
-/** Entry i's handle (borrowed, valid until vmm_list_free()), or NULL when
+VMM_EXPORT uint32_t vmm_vm_list_count(const vmm_vm_list *list);
+/** Entry i's VM name (borrowed, valid until vmm_vm_list_free()), or NULL
+ *  when i is out of range. */
+VMM_EXPORT const char *vmm_vm_list_name(const vmm_vm_list *list,
+                                        uint32_t i);
+/** Entry i's handle (borrowed, valid until vmm_vm_list_free()), or NULL when
  *  its record is unreadable. */
-VMM_EXPORT vmm_vm *vmm_list_vm(const vmm_list *list, uint32_t i);
+VMM_EXPORT vmm_vm *vmm_vm_list_vm(const vmm_vm_list *list, uint32_t i);
 /** Why entry i is unreadable (borrowed), or NULL. */
-VMM_EXPORT const char *vmm_list_error(const vmm_list *list, uint32_t i);
+VMM_EXPORT const char *vmm_vm_list_error(const vmm_vm_list *list,
+                                         uint32_t i);
 /** Release a list and its handles. NULL is allowed. */
-VMM_EXPORT void vmm_list_free(vmm_list *list);
+VMM_EXPORT void vmm_vm_list_free(vmm_vm_list *list);
 
 VMM_END_DECLS
 
