@@ -1,0 +1,479 @@
+/*
+ * vmctl: the commands that change a VM: create, start, stop, kill,
+ * delete and set.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmctl.h"
+
+/* The longest --timeout whose milliseconds still fit in 32 bits. */
+#define MAX_TIMEOUT_S (UINT32_MAX / 1000)
+/* An authorized_keys file larger than this is not one. */
+#define MAX_KEY_FILE 65536
+
+static const char create_help[] =
+    "Usage: vmctl create NAME --kernel FILE --rootfs FILE [OPTIONS]\n"
+    "\n"
+    "Record a VM and build its root disk over the base image FILE. The VM is\n"
+    "left stopped unless --start is given.\n"
+    "\n"
+    "NAME: 1 to 63 ASCII letters, digits, '-', '_' and '.', not starting\n"
+    "with '-' or '.'.\n"
+    "\n"
+    "  --kernel FILE         guest kernel image (required)\n"
+    "  --rootfs FILE         base image of the root disk, ext4 (required);\n"
+    "                        never written to\n"
+    "  --initrd FILE         initial ramdisk\n"
+    "  --vcpus N             1, or an even number up to 32 (default 1)\n"
+    "  --memory MIB          guest memory, at least 128 (default 512)\n"
+    "  --disk-size SIZE      root disk size, e.g. 4G, 512M (K, M, G, T are\n"
+    "                        powers of 1024; default: the base image's)\n"
+    "  --boot-args ARGS      kernel command line (root= and ip= are added)\n"
+    "  --ssh-key FILE.pub    public key(s) for root in the guest (default:\n"
+    "                        vmctl's own key, made on first use)\n"
+    "  --overlay DRIVER      auto, dm-snapshot or copy (default auto)\n"
+    "  --no-net              no network device\n"
+    "  --netns [NAME]        put the tap and the VMM in network namespace\n"
+    "                        NAME (which must exist), or without NAME in a\n"
+    "                        namespace of the VM's own\n"
+    "  --start               start the VM once created\n";
+
+static const char start_help[] =
+    "Usage: vmctl start NAME [--timeout SECONDS]\n"
+    "\n"
+    "Start a stopped VM: prepare its disk, bring up its tap, spawn its VMM\n"
+    "and boot the guest. The VMM keeps running after vmctl exits.\n"
+    "\n"
+    "  --timeout SECONDS     how long to wait for the VMM (default 10); it\n"
+    "                        never limits how long the VM runs\n";
+
+static const char stop_help[] =
+    "Usage: vmctl stop NAME [--timeout SECONDS]\n"
+    "\n"
+    "Stop a VM gracefully: send Ctrl-Alt-Del, wait, then kill the VMM.\n"
+    "Stopping a stopped VM succeeds.\n"
+    "\n"
+    "  --timeout SECONDS     how long the guest may take to shut down\n"
+    "                        (default 10)\n";
+
+static const char kill_help[] =
+    "Usage: vmctl kill NAME\n"
+    "\n"
+    "Kill the VM's VMM at once (SIGKILL) and wait until it is gone.\n";
+
+static const char delete_help[] =
+    "Usage: vmctl delete NAME [--force]\n"
+    "\n"
+    "Delete a stopped VM: its record, disk, tap, own network namespace and\n"
+    "keys.\n"
+    "\n"
+    "  --force               kill the VM first if it is running\n";
+
+static const char set_help[] =
+    "Usage: vmctl set NAME [--vcpus N] [--memory MIB]\n"
+    "\n"
+    "Change a stopped VM; the change applies from its next start.\n"
+    "\n"
+    "  --vcpus N             1, or an even number up to 32\n"
+    "  --memory MIB          guest memory, at least 128\n";
+
+/* Keeps the one positional NAME; refuses a second one. */
+static int take_name(struct vmctl *v, const char *word, const char **name)
+{
+    if (*name != NULL)
+        return vmctl_usage_error(v, "unexpected argument '%s'", word);
+    *name = word;
+    return 0;
+}
+
+static int need_name(struct vmctl *v, const char *name)
+{
+    if (name == NULL)
+        return vmctl_usage_error(v, "no VM name given");
+    return 0;
+}
+
+static int help(const char *text)
+{
+    fputs(text, stdout);
+    return VMCTL_EXIT_OK;
+}
+
+/* --- create --------------------------------------------------------- */
+
+enum {
+    C_KERNEL = 1, C_ROOTFS, C_INITRD, C_VCPUS, C_MEMORY, C_DISK_SIZE, C_BOOT_ARGS,
+    C_SSH_KEY, C_OVERLAY, C_NO_NET, C_NETNS, C_START,
+};
+
+static const struct vmctl_option create_opts[] = {
+    {"kernel", 0, VMCTL_ARG_REQUIRED, C_KERNEL},
+    {"rootfs", 0, VMCTL_ARG_REQUIRED, C_ROOTFS},
+    {"initrd", 0, VMCTL_ARG_REQUIRED, C_INITRD},
+    {"vcpus", 0, VMCTL_ARG_REQUIRED, C_VCPUS},
+    {"memory", 0, VMCTL_ARG_REQUIRED, C_MEMORY},
+    {"disk-size", 0, VMCTL_ARG_REQUIRED, C_DISK_SIZE},
+    {"boot-args", 0, VMCTL_ARG_REQUIRED, C_BOOT_ARGS},
+    {"ssh-key", 0, VMCTL_ARG_REQUIRED, C_SSH_KEY},
+    {"overlay", 0, VMCTL_ARG_REQUIRED, C_OVERLAY},
+    {"no-net", 0, VMCTL_ARG_NONE, C_NO_NET},
+    {"netns", 0, VMCTL_ARG_OPTIONAL, C_NETNS},
+    {"start", 0, VMCTL_ARG_NONE, C_START},
+    {NULL, 0, 0, 0},
+};
+
+struct create_args {
+    const char *name;
+    const char *kernel, *rootfs, *initrd, *ssh_key;
+    bool no_net, netns, start;
+    const char *netns_name;
+    vmm_vm_spec spec;
+};
+
+static int parse_overlay(struct vmctl *v, const char *text, int32_t *out)
+{
+    if (strcmp(text, "auto") == 0)
+        *out = VMM_OVERLAY_AUTO;
+    else if (strcmp(text, "dm-snapshot") == 0)
+        *out = VMM_OVERLAY_DM_SNAPSHOT;
+    else if (strcmp(text, "copy") == 0)
+        *out = VMM_OVERLAY_COPY;
+    else
+        return vmctl_usage_error(v, "--overlay: '%s' is not auto, dm-snapshot or copy", text);
+    return 0;
+}
+
+static int parse_create(struct vmctl *v, int argc, char **argv, struct create_args *a)
+{
+    struct vmctl_args it = {argc, argv, 1, false, false};
+    const char *val;
+    int id, r = 0;
+
+    while (r == 0 && (id = vmctl_next(v, &it, create_opts, &val)) != VMCTL_END) {
+        switch (id) {
+        case VMCTL_BAD:
+            return VMCTL_EXIT_USAGE;
+        case VMCTL_HELP:
+            return -1;
+        case VMCTL_POSITIONAL:
+            r = take_name(v, val, &a->name);
+            break;
+        case C_KERNEL:
+            a->kernel = val;
+            break;
+        case C_ROOTFS:
+            a->rootfs = val;
+            break;
+        case C_INITRD:
+            a->initrd = val;
+            break;
+        case C_VCPUS:
+            /* 0 would mean "default" to the library; refuse it here. */
+            r = vmctl_parse_u32(v, "--vcpus", val, 1, UINT32_MAX, &a->spec.vcpus);
+            break;
+        case C_MEMORY:
+            r = vmctl_parse_u32(v, "--memory", val, 1, UINT32_MAX, &a->spec.memory_mib);
+            break;
+        case C_DISK_SIZE:
+            r = vmctl_parse_size(v, "--disk-size", val, &a->spec.disk_size);
+            break;
+        case C_BOOT_ARGS:
+            a->spec.boot_args = val;
+            break;
+        case C_SSH_KEY:
+            a->ssh_key = val;
+            break;
+        case C_OVERLAY:
+            r = parse_overlay(v, val, &a->spec.overlay);
+            break;
+        case C_NO_NET:
+            a->no_net = true;
+            break;
+        case C_NETNS:
+            a->netns = true;
+            a->netns_name = val;
+            break;
+        case C_START:
+            a->start = true;
+            break;
+        }
+    }
+    if (r != 0)
+        return r;
+    if ((r = need_name(v, a->name)) != 0)
+        return r;
+    if (a->kernel == NULL)
+        return vmctl_usage_error(v, "--kernel FILE is required");
+    if (a->rootfs == NULL)
+        return vmctl_usage_error(v, "--rootfs FILE is required");
+    if (a->no_net && a->netns)
+        return vmctl_usage_error(v, "--no-net and --netns exclude each other");
+    if (a->netns_name != NULL && a->netns_name[0] == '\0')
+        return vmctl_usage_error(v, "--netns: the namespace name is empty");
+    return 0;
+}
+
+/* The public key text for the guest: the --ssh-key file, or vmctl's own
+ * key pair, made on first use. */
+static int load_ssh_key(struct vmctl *v, struct create_args *a, char **keys)
+{
+    char *own = NULL;
+    const char *path = a->ssh_key;
+    int r;
+
+    if (path == NULL) {
+        r = vmctl_default_key(v, a->name, &own);
+        if (r != 0)
+            return r;
+        path = own;
+    }
+    *keys = vmctl_read_file(path, MAX_KEY_FILE);
+    if (*keys == NULL) {
+        r = vmctl_fail(v, a->name, "--ssh-key %s: %s", path,
+                       errno == EFBIG ? "too large for a public key file" : strerror(errno));
+        free(own);
+        return r;
+    }
+    free(own);
+    if (strstr(*keys, "PRIVATE KEY") != NULL) {
+        free(*keys);
+        *keys = NULL;
+        return vmctl_fail(v, a->name, "--ssh-key %s: this is a private key; give the .pub file",
+                          path);
+    }
+    if (strspn(*keys, " \t\r\n") == strlen(*keys)) {
+        free(*keys);
+        *keys = NULL;
+        return vmctl_fail(v, a->name, "--ssh-key %s: the file holds no key", path);
+    }
+    return 0;
+}
+
+int cmd_create(struct vmctl *v, int argc, char **argv)
+{
+    struct create_args a = {.spec = VMM_VM_SPEC_INIT};
+    char *kernel = NULL, *rootfs = NULL, *initrd = NULL, *keys = NULL;
+    vmm_vm *vm = NULL;
+    int r;
+
+    r = parse_create(v, argc, argv, &a);
+    if (r < 0)
+        return help(create_help);
+    if (r != 0)
+        return r;
+
+    kernel = vmctl_absolute(a.kernel);
+    rootfs = vmctl_absolute(a.rootfs);
+    initrd = a.initrd ? vmctl_absolute(a.initrd) : NULL;
+    if (kernel == NULL || rootfs == NULL || (a.initrd != NULL && initrd == NULL)) {
+        r = vmctl_fail(v, a.name, "resolving paths: %s", strerror(errno));
+        goto out;
+    }
+    a.spec.kernel = kernel;
+    a.spec.base_image = rootfs;
+    a.spec.initrd = initrd;
+    if (a.no_net)
+        a.spec.flags |= VMM_VM_NO_NET;
+    if (a.netns && a.netns_name == NULL)
+        a.spec.flags |= VMM_VM_OWN_NETNS;
+    a.spec.netns = a.netns_name;
+
+    if ((r = vmctl_context(v)) != 0)
+        goto out;
+    if ((r = load_ssh_key(v, &a, &keys)) != 0)
+        goto out;
+    a.spec.ssh_authorized_keys = keys;
+
+    if (vmm_create(&vm, v->ctx, a.name, &a.spec) < 0) {
+        r = vmctl_fail_lib(v, a.name);
+        goto out;
+    }
+    if (a.start && vmm_start(vm, NULL) < 0) {
+        const vmm_error *e = vmm_error_last();
+
+        r = vmctl_fail(v, a.name, "created, but not started: %s",
+                       e->message && e->message[0] ? e->message : vmm_strerror(e->code));
+        goto out;
+    }
+    r = VMCTL_EXIT_OK;
+
+out:
+    vmm_vm_free(vm);
+    free(kernel);
+    free(rootfs);
+    free(initrd);
+    free(keys);
+    return r;
+}
+
+/* --- start, stop, kill, delete --------------------------------------- */
+
+enum { S_TIMEOUT = 1, S_FORCE };
+
+static const struct vmctl_option timeout_opts[] = {
+    {"timeout", 0, VMCTL_ARG_REQUIRED, S_TIMEOUT},
+    {NULL, 0, 0, 0},
+};
+
+static const struct vmctl_option force_opts[] = {
+    {"force", 0, VMCTL_ARG_NONE, S_FORCE},
+    {NULL, 0, 0, 0},
+};
+
+static const struct vmctl_option no_opts[] = {
+    {NULL, 0, 0, 0},
+};
+
+struct simple_args {
+    const char *name;
+    uint32_t timeout_ms;
+    bool force;
+};
+
+/* NAME with the options of start, stop, kill or delete. -1: --help. */
+static int parse_simple(struct vmctl *v, int argc, char **argv,
+                        const struct vmctl_option *opts, struct simple_args *a)
+{
+    struct vmctl_args it = {argc, argv, 1, false, false};
+    const char *val;
+    uint32_t seconds = 0;
+    int id, r = 0;
+
+    while (r == 0 && (id = vmctl_next(v, &it, opts, &val)) != VMCTL_END) {
+        switch (id) {
+        case VMCTL_BAD:
+            return VMCTL_EXIT_USAGE;
+        case VMCTL_HELP:
+            return -1;
+        case VMCTL_POSITIONAL:
+            r = take_name(v, val, &a->name);
+            break;
+        case S_TIMEOUT:
+            r = vmctl_parse_u32(v, "--timeout", val, 1, MAX_TIMEOUT_S, &seconds);
+            a->timeout_ms = seconds * 1000;
+            break;
+        case S_FORCE:
+            a->force = true;
+            break;
+        }
+    }
+    if (r != 0)
+        return r;
+    return need_name(v, a->name);
+}
+
+int cmd_start(struct vmctl *v, int argc, char **argv)
+{
+    struct simple_args a = {0};
+    vmm_start_options opts = VMM_START_OPTIONS_INIT;
+    vmm_vm *vm = NULL;
+    int r = parse_simple(v, argc, argv, timeout_opts, &a);
+
+    if (r < 0)
+        return help(start_help);
+    if (r != 0 || (r = vmctl_open(v, a.name, &vm)) != 0)
+        return r;
+    opts.timeout_ms = a.timeout_ms;
+    if (vmm_start(vm, &opts) < 0)
+        r = vmctl_fail_lib(v, a.name);
+    vmm_vm_free(vm);
+    return r;
+}
+
+int cmd_stop(struct vmctl *v, int argc, char **argv)
+{
+    struct simple_args a = {0};
+    vmm_vm *vm = NULL;
+    int r = parse_simple(v, argc, argv, timeout_opts, &a);
+
+    if (r < 0)
+        return help(stop_help);
+    if (r != 0 || (r = vmctl_open(v, a.name, &vm)) != 0)
+        return r;
+    if (vmm_stop(vm, a.timeout_ms) < 0)
+        r = vmctl_fail_lib(v, a.name);
+    vmm_vm_free(vm);
+    return r;
+}
+
+int cmd_kill(struct vmctl *v, int argc, char **argv)
+{
+    struct simple_args a = {0};
+    vmm_vm *vm = NULL;
+    int r = parse_simple(v, argc, argv, no_opts, &a);
+
+    if (r < 0)
+        return help(kill_help);
+    if (r != 0 || (r = vmctl_open(v, a.name, &vm)) != 0)
+        return r;
+    if (vmm_kill(vm) < 0)
+        r = vmctl_fail_lib(v, a.name);
+    vmm_vm_free(vm);
+    return r;
+}
+
+int cmd_delete(struct vmctl *v, int argc, char **argv)
+{
+    struct simple_args a = {0};
+    vmm_vm *vm = NULL;
+    int r = parse_simple(v, argc, argv, force_opts, &a);
+
+    if (r < 0)
+        return help(delete_help);
+    if (r != 0 || (r = vmctl_open(v, a.name, &vm)) != 0)
+        return r;
+    if (vmm_delete(vm, a.force ? VMM_DELETE_FORCE : 0) < 0)
+        r = vmctl_fail_lib(v, a.name);
+    vmm_vm_free(vm);
+    return r;
+}
+
+/* --- set ------------------------------------------------------------- */
+
+enum { SET_VCPUS = 1, SET_MEMORY };
+
+static const struct vmctl_option set_opts[] = {
+    {"vcpus", 0, VMCTL_ARG_REQUIRED, SET_VCPUS},
+    {"memory", 0, VMCTL_ARG_REQUIRED, SET_MEMORY},
+    {NULL, 0, 0, 0},
+};
+
+int cmd_set(struct vmctl *v, int argc, char **argv)
+{
+    struct vmctl_args it = {argc, argv, 1, false, false};
+    const char *name = NULL, *val;
+    uint32_t vcpus = 0, memory = 0;
+    vmm_vm *vm = NULL;
+    int id, r = 0;
+
+    while (r == 0 && (id = vmctl_next(v, &it, set_opts, &val)) != VMCTL_END) {
+        if (id == VMCTL_BAD)
+            return VMCTL_EXIT_USAGE;
+        if (id == VMCTL_HELP)
+            return help(set_help);
+        if (id == VMCTL_POSITIONAL)
+            r = take_name(v, val, &name);
+        else if (id == SET_VCPUS)
+            r = vmctl_parse_u32(v, "--vcpus", val, 1, UINT32_MAX, &vcpus);
+        else if (id == SET_MEMORY)
+            r = vmctl_parse_u32(v, "--memory", val, 1, UINT32_MAX, &memory);
+    }
+    if (r != 0 || (r = need_name(v, name)) != 0)
+        return r;
+    if (vcpus == 0 && memory == 0)
+        return vmctl_usage_error(v, "nothing to set: give --vcpus and/or --memory");
+
+    if ((r = vmctl_open(v, name, &vm)) != 0)
+        return r;
+    if (vcpus != 0 && vmm_set_vcpus(vm, vcpus) < 0)
+        r = vmctl_fail_lib(v, name);
+    else if (memory != 0 && vmm_set_memory(vm, memory) < 0)
+        r = vmctl_fail_lib(v, name);
+    vmm_vm_free(vm);
+    return r;
+}
