@@ -8,7 +8,9 @@
  * repeat Firecracker's where they are known; the emulator's own refusals
  * say "by the Firecracker API emulator" so nobody mistakes them.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>

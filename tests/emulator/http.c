@@ -3,7 +3,9 @@
  * keep-alive connections, Content-Length bodies, pipelined requests.
  * It frames requests and responses; api.c decides what they mean.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>

@@ -35,7 +35,9 @@
  * Signals keep their default actions, as in firecracker: SIGTERM and
  * SIGKILL end the process at once.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>

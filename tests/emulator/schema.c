@@ -9,7 +9,9 @@
  * null (they are Option<T>), integers carry their Rust type's range, and
  * every struct denies unknown fields.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
