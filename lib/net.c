@@ -488,6 +488,7 @@ static int addr_drop_stale(struct nl *nl, int index, struct in_addr keep,
 
 struct ns_call {
     int netns_fd;      /* -1: enter a new, empty namespace instead */
+    const char *label; /* what the work is on, for errors: "tap vmtap3 in ..." */
     int (*fn)(void *arg);
     void *arg;
     int ret;
@@ -501,11 +502,11 @@ static void *ns_thread(void *p)
     struct ns_call *c = p;
 
     if (c->netns_fd >= 0 && setns(c->netns_fd, CLONE_NEWNET) < 0)
-        c->ret = error_set_os(VMM_ENET, errno, "entering the network "
-                              "namespace");
+        c->ret = error_set_os(VMM_ENET, errno, "%s: entering that "
+                              "network namespace", c->label);
     else if (c->netns_fd < 0 && unshare(CLONE_NEWNET) < 0)
-        c->ret = error_set_os(VMM_ENET, errno, "making a network "
-                              "namespace");
+        c->ret = error_set_os(VMM_ENET, errno, "%s: making a new network "
+                              "namespace", c->label);
     else
         c->ret = c->fn(c->arg);
 
@@ -543,11 +544,11 @@ static int error_adopt(const struct ns_call *c)
  * in a new empty namespace when `fresh`), on a thread of its own for any
  * other namespace.
  */
-static int run_in_netns(int netns_fd, bool fresh, int (*fn)(void *),
-                        void *arg)
+static int run_in_netns(int netns_fd, bool fresh, const char *label,
+                        int (*fn)(void *), void *arg)
 {
-    struct ns_call c = { .netns_fd = fresh ? -1 : netns_fd, .fn = fn,
-                         .arg = arg };
+    struct ns_call c = { .netns_fd = fresh ? -1 : netns_fd, .label = label,
+                         .fn = fn, .arg = arg };
     pthread_t t;
     int err;
 
@@ -555,8 +556,8 @@ static int run_in_netns(int netns_fd, bool fresh, int (*fn)(void *),
         return fn(arg);
     err = pthread_create(&t, NULL, ns_thread, &c);
     if (err != 0)
-        return error_set_os(VMM_EIO, err, "starting a thread to work in a "
-                            "network namespace");
+        return error_set_os(VMM_EIO, err, "%s: starting a thread to work "
+                            "in the network namespace", label);
     pthread_join(t, NULL);
     return c.ret < 0 ? error_adopt(&c) : c.ret;
 }
@@ -714,7 +715,7 @@ int net_tap_create(const vmm_context *ctx, const char *vm_name,
                    const struct net_lease *l, int netns_fd)
 {
     struct tap_job j = { 0 };
-    char where[PATH_MAX + 32];
+    char where[PATH_MAX + 32], label[PATH_MAX + 64];
     int r;
 
     if (l == NULL)
@@ -737,7 +738,8 @@ int net_tap_create(const vmm_context *ctx, const char *vm_name,
     j.tap = l->tap;
     j.where = where;
     j.prefix_len = (uint8_t)l->prefix_len;
-    r = run_in_netns(netns_fd, false, tap_create_here, &j);
+    snprintf(label, sizeof(label), "tap %s %s", l->tap, where);
+    r = run_in_netns(netns_fd, false, label, tap_create_here, &j);
     if (r < 0)
         return r;
     if (j.reused)
@@ -788,7 +790,7 @@ out:
 int net_tap_delete(const char *tap, int netns_fd)
 {
     struct tap_del_job j = { .tap = tap };
-    char where[PATH_MAX + 32];
+    char where[PATH_MAX + 32], label[PATH_MAX + 64];
 
     if (!tap_name_valid(tap))
         return error_set(VMM_EINVAL, "tap name \"%.*s\" is not a valid "
@@ -798,7 +800,8 @@ int net_tap_delete(const char *tap, int netns_fd)
                          "invalid", tap, netns_fd);
     netns_describe(netns_fd, where, sizeof(where));
     j.where = where;
-    return run_in_netns(netns_fd, false, tap_delete_here, &j);
+    snprintf(label, sizeof(label), "tap %s %s", tap, where);
+    return run_in_netns(netns_fd, false, label, tap_delete_here, &j);
 }
 
 static int tap_probe_here(void *arg)
@@ -827,7 +830,7 @@ bool net_tap_exists(const char *tap, int netns_fd)
 
     if (!tap_name_valid(tap) || netns_fd < -1)
         return false;
-    return run_in_netns(netns_fd, false, tap_probe_here, &j) == 0 &&
+    return run_in_netns(netns_fd, false, tap, tap_probe_here, &j) == 0 &&
            j.exists;
 }
 
@@ -919,6 +922,7 @@ static int netns_path(const char *name, char *path, size_t size,
 int net_netns_create(const char *name)
 {
     char path[sizeof(NETNS_DIR) + NAME_MAX + 1];
+    char label[NAME_MAX + 32];
     struct netns_job j = { .path = path };
     int fd, r;
 
@@ -935,7 +939,8 @@ int net_netns_create(const char *name)
                             "network namespace %s: creating %s", name, path);
     close(fd);
 
-    r = run_in_netns(-1, true, netns_bind_here, &j);
+    snprintf(label, sizeof(label), "network namespace %s", name);
+    r = run_in_netns(-1, true, label, netns_bind_here, &j);
     if (r < 0) {
         if (j.bound)
             umount2(path, MNT_DETACH);
