@@ -560,7 +560,8 @@ static void flush_metrics(struct emulator *emu, struct http_response *resp)
 		clock_gettime(CLOCK_REALTIME, &ts);
 		n = snprintf(line, sizeof(line), "{\"utc_timestamp_ms\":%lld,"
 			     "\"emulator\":true}\n",
-			     (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+			     (long long)ts.tv_sec * 1000 +
+				     ts.tv_nsec / 1000000);
 		if (write(emu->metrics_fd, line, (size_t)n) < 0)
 			emu_log(emu, LOG_WARN, "Failed to write metrics: %s",
 				strerror(errno));
@@ -1102,7 +1103,8 @@ static void patch_balloon(struct emulator *emu, struct req *r,
 	if (sub && !strcmp(sub, "statistics")) {
 		schema = &schema_balloon_stats_update;
 	} else if (sub && !strcmp(sub, "hinting") && r->seg[2] &&
-		   (!strcmp(r->seg[2], "start") || !strcmp(r->seg[2], "stop"))) {
+		   (!strcmp(r->seg[2], "start") ||
+		    !strcmp(r->seg[2], "stop"))) {
 		schema = !strcmp(r->seg[2], "start") ? &schema_balloon_start_cmd
 						    : NULL;
 		if (!schema && r->body) {
@@ -1179,7 +1181,8 @@ static void put_mmds(struct emulator *emu, struct req *r,
 	yajl_val ifaces;
 
 	if (r->seg[1] && strcmp(r->seg[1], "config")) {
-		set_fault(resp, "Invalid request method and/or path: PUT mmds.");
+		set_fault(resp, "Invalid request method and/or path: PUT "
+			  "mmds.");
 		return;
 	}
 	if (!r->seg[1]) {

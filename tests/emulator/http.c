@@ -158,7 +158,8 @@ static int process_input(struct emulator *emu, struct conn *c)
 		if (!head_end) {
 			if (c->in_len > MAX_HEADER) {
 				c->close_after = true;
-				queue_fault(c, 400, "Request headers too large.");
+				queue_fault(c, 400,
+					    "Request headers too large.");
 				return -1;
 			}
 			return 0;
@@ -343,7 +344,8 @@ int http_serve(struct emulator *emu, int listen_fd)
 
 			if (c->out_off < c->out_len)
 				ev |= POLLOUT;
-			fds[i + 1] = (struct pollfd){ .fd = c->fd, .events = ev };
+			fds[i + 1] = (struct pollfd){ .fd = c->fd,
+						      .events = ev };
 		}
 
 		int n = poll(fds, n_conns + 1, timeout);

@@ -97,7 +97,8 @@ void emu_log(struct emulator *e, enum log_level level, const char *fmt, ...)
 		     "%04d-%02d-%02dT%02d:%02d:%02d.%09ld [%s:main%s%s%s] ",
 		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 		     tm.tm_min, tm.tm_sec, ts.tv_nsec, e->instance_id,
-		     e->show_level ? ":" : "", e->show_level ? names[level] : "",
+		     e->show_level ? ":" : "",
+		     e->show_level ? names[level] : "",
 		     e->show_log_origin ? ":fc-emulator" : "");
 	va_start(ap, fmt);
 	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
@@ -299,8 +300,9 @@ static void apply_args(const struct args *a)
 	}
 	if (a->present[A_SNAPSHOT_VERSION] || a->present[A_DESCRIBE_SNAPSHOT]
 	    || a->present[A_CONFIG_FILE] || a->present[A_METADATA]) {
-		fprintf(stderr, "Error: snapshots, --config-file and --metadata "
-			"are not supported by the Firecracker API emulator\n");
+		fprintf(stderr, "Error: snapshots, --config-file and "
+			"--metadata are not supported by the Firecracker API "
+			"emulator\n");
 		exit(FC_EXIT_GENERIC);
 	}
 
@@ -406,8 +408,9 @@ static void read_knobs(void)
 
 		emu.exit_after_start_s = strtod(s, &end);
 		if (*end || emu.exit_after_start_s < 0) {
-			fprintf(stderr, "fc-emulator: FCEMU_EXIT_AFTER_START=%s "
-				"is not a number of seconds\n", s);
+			fprintf(stderr, "fc-emulator: "
+				"FCEMU_EXIT_AFTER_START=%s is not a number "
+				"of seconds\n", s);
 			exit(FC_EXIT_GENERIC);
 		}
 	}

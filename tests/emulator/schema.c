@@ -31,7 +31,7 @@ enum jtype {
 
 enum {
 	JF_REQUIRED = 1 << 0,
-	JF_NOT_NULL = 1 << 1,	/* #[serde(default)] T rather than Option<T> */
+	JF_NOT_NULL = 1 << 1,	/* #[serde(default)] T, not Option<T> */
 	JF_ICASE = 1 << 2,	/* enum matched case-insensitively */
 	JF_SPEC_MIN = 1 << 3,	/* spec minimum beyond the Rust type's */
 	JF_SPEC_MAX = 1 << 4,
@@ -537,8 +537,9 @@ static char *check_scalar(const struct jfield *f, enum jtype type,
 	switch (type) {
 	case J_STRING:
 		if (!YAJL_IS_STRING(v))
-			return invalid_type(v, f->variants ? "variant identifier"
-							   : "a string");
+			return invalid_type(v, f->variants
+					       ? "variant identifier"
+					       : "a string");
 		if (f->variants && !find_variant(f, v->u.string)) {
 			size_t n = variant_count(f->variants);
 			char *alts = expected_one_of(f->variants,
