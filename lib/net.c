@@ -488,7 +488,7 @@ static int addr_drop_stale(struct nl *nl, int index, struct in_addr keep,
 
 struct ns_call {
     int netns_fd;      /* -1: enter a new, empty namespace instead */
-    const char *label; /* what the work is on, for errors: "tap vmtap3 in ..." */
+    const char *label; /* what it works on, for errors: "tap vmtap3 in ..." */
     int (*fn)(void *arg);
     void *arg;
     int ret;
