@@ -25,18 +25,19 @@ readonly ROOTFS_SIZE=2G
 readonly ROOTFS_PACKAGES=openssh-server,iproute2,ifupdown,systemd-sysv,udev,procps,iputils-ping
 # The drivers Firecracker's guest kernels build in, in load order;
 # virtio_ring must precede virtio.  Dependencies are added automatically.
-readonly MODULES="virtio_ring virtio virtio_mmio virtio_pci virtio_blk
-	failover net_failover virtio_net loop dm-mod dm-snapshot"
-readonly OPTIONAL_MODULES="virtio_pci"
+readonly MODULES=(virtio_ring virtio virtio_mmio virtio_pci virtio_blk
+	failover net_failover virtio_net loop dm-mod dm-snapshot)
+readonly OPTIONAL_MODULES=(virtio_pci)
 # Units that cost seconds of boot under emulation, or whose work makes no
 # sense in a short-lived microVM cloned from one image.
-readonly MASKED_UNITS="getty@tty1.service apt-daily.timer
-	apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer
-	e2scrub_reap.service fstrim.timer systemd-hwdb-update.service
-	ldconfig.service systemd-firstboot.service getty-static.service"
-readonly HOST_PACKAGES="qemu-system-x86 busybox-static cpio debootstrap
-	e2fsprogs openssh-client iproute2"
-readonly OUTPUTS="vmlinuz initrd.img rootfs.ext4 packages.txt"
+readonly MASKED_UNITS=(getty@tty1.service getty-static.service
+	apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer
+	e2scrub_all.timer e2scrub_reap.service fstrim.timer
+	systemd-hwdb-update.service ldconfig.service systemd-firstboot.service)
+# What the build and the boot tests need on the host.
+readonly HOST_PACKAGES=(qemu-system-x86 busybox-static cpio debootstrap
+	e2fsprogs openssh-client iproute2)
+readonly OUTPUTS=(vmlinuz initrd.img rootfs.ext4 packages.txt)
 readonly MANIFEST_FORMAT=2
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -129,13 +130,14 @@ ensure_host_tools() {
 	fi
 	[ ${#missing[@]} -eq 0 ] && return 0
 
-	log "missing ${missing[*]}; installing $(echo $HOST_PACKAGES)"
-	# shellcheck disable=SC2086 # the list is meant to be split
-	apt_install $HOST_PACKAGES >&2 || die "cannot install $HOST_PACKAGES"
+	log "missing ${missing[*]}; installing ${HOST_PACKAGES[*]}"
+	apt_install "${HOST_PACKAGES[@]}" >&2 ||
+		die "cannot install ${HOST_PACKAGES[*]}"
 }
 
 # The main archive's URI for $SUITE, as this machine's apt sources name it.
 find_mirror() {
+	# shellcheck disable=SC2016 # apt expands these, not the shell
 	apt-get indextargets --format '$(REPO_URI) $(CODENAME)' \
 		'Identifier: Packages' 2>/dev/null |
 		awk -v s="$SUITE" '$2 == s { sub("/+$", "", $1); print $1; exit }'
@@ -179,8 +181,8 @@ manifest_inputs() {
 	echo "mirror $mirror"
 	echo "kernel $kernel_pkg $kernel_version"
 	echo "packages $ROOTFS_PACKAGES"
-	echo "modules" $MODULES
-	echo "masked" $MASKED_UNITS
+	echo "modules ${MODULES[*]}"
+	echo "masked ${MASKED_UNITS[*]}"
 	echo "rootfs-size $ROOTFS_SIZE"
 	echo "script-sha256 $script_hash"
 }
@@ -190,7 +192,7 @@ manifest_inputs() {
 manifest_files() {
 	local dir=$1 name
 
-	for name in $OUTPUTS; do
+	for name in "${OUTPUTS[@]}"; do
 		printf 'file %s %s %s\n' "$name" "$(stat -c %s "$dir/$name")" \
 			"$(b2sum <"$dir/$name" | cut -d' ' -f1)"
 	done
@@ -206,7 +208,7 @@ cache_is_valid() {
 			sed -n 's/^[<>] /  /p' >&2 || true
 		return 1
 	fi
-	for name in $OUTPUTS; do
+	for name in "${OUTPUTS[@]}"; do
 		[ -f "$out_dir/$name" ] || { log "$name is missing"; return 1; }
 	done
 	if [ "$(grep '^file ' "$manifest")" != "$(manifest_files "$out_dir")" ]; then
@@ -243,7 +245,7 @@ add_module() {
 	case " ${load_order[*]} " in *" $name "*) return 0 ;; esac
 	path=$(module_path "$name")
 	if [ -z "$path" ]; then
-		case " $OPTIONAL_MODULES " in
+		case " ${OPTIONAL_MODULES[*]} " in
 		*" $name "*) log "kernel has no $name module; skipping it"; return 0 ;;
 		esac
 		die "kernel $kernel_release has no module $name (built in or compressed?)"
@@ -275,7 +277,7 @@ build_initramfs() {
 	ln -s bin "$stage/sbin"
 	install -m 0755 "$guest_dir/init" "$stage/init"
 
-	for mod in $MODULES; do
+	for mod in "${MODULES[@]}"; do
 		add_module "$mod"
 	done
 	printf '%s\n' "${load_order[@]}" >"$stage/lib/modules/load-order"
@@ -289,7 +291,7 @@ build_initramfs() {
 mask_units() {
 	local tree=$1 unit
 
-	for unit in $MASKED_UNITS; do
+	for unit in "${MASKED_UNITS[@]}"; do
 		ln -sfn /dev/null "$tree/etc/systemd/system/$unit"
 	done
 	rm -f "$tree/etc/systemd/system/getty.target.wants/getty@tty1.service"
@@ -328,6 +330,7 @@ build_rootfs() {
 		tail -n 20 "$work_dir/debootstrap.log" >&2
 		die "debootstrap failed (log above)"
 	}
+	# shellcheck disable=SC2016 # dpkg-query's format, not the shell's
 	chroot "$tree" dpkg-query -W -f='${Package} ${Version}\n' \
 		>"$work_dir/out/packages.txt" || die "cannot list the rootfs packages"
 	configure_rootfs "$tree"
@@ -353,7 +356,7 @@ publish() {
 	sync -f "$work_dir/out"/*
 	rm -f "$out_dir/manifest"
 	sync -f "$out_dir"
-	for name in $OUTPUTS; do
+	for name in "${OUTPUTS[@]}"; do
 		mv -f "$work_dir/out/$name" "$out_dir/$name"
 	done
 	sync -f "$out_dir"
@@ -378,6 +381,8 @@ main() {
 		flock 9
 	fi
 	trap cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
 	for stale in "$out_dir"/.build.*; do
 		[ -e "$stale" ] || continue
 		log "removing $stale left by an interrupted build"
@@ -398,7 +403,7 @@ main() {
 	build_initramfs
 	build_rootfs
 	publish
-	log "built $OUTPUTS in $out_dir in $((SECONDS - start)) s"
+	log "built ${OUTPUTS[*]} in $out_dir in $((SECONDS - start)) s"
 }
 
 main "$@"

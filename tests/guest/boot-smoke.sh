@@ -74,11 +74,12 @@ prepare_disk() {
 prepare_network() {
 	ip netns add "$netns" || fail "cannot create network namespace $netns"
 	netns_made=1
-	ip netns exec "$netns" ip link set lo up &&
+	if ! { ip netns exec "$netns" ip link set lo up &&
 		ip netns exec "$netns" ip tuntap add dev "$tap" mode tap &&
 		ip netns exec "$netns" ip addr add "$HOST_IP/30" dev "$tap" &&
-		ip netns exec "$netns" ip link set "$tap" up ||
+		ip netns exec "$netns" ip link set "$tap" up; }; then
 		fail "cannot set up $tap in $netns"
+	fi
 }
 
 start_guest() {
@@ -130,6 +131,7 @@ wait_for_ssh() {
 check_guest() {
 	local report
 
+	# shellcheck disable=SC2016 # expanded by the guest's shell
 	report=$(guest_ssh '
 		echo "modules=$(grep -c -E "^(virtio_net|loop|dm_snapshot) " /proc/modules)"
 		echo "addr=$(ip -4 -o addr show dev eth0 | awk "{print \$4}")"

@@ -42,7 +42,7 @@ expect_failure() {
 	done
 	if kill -0 "$qemu_pid" 2>/dev/null; then
 		stop_qemu
-		show_console
+		show_console 40
 		note "not ok: $label: the VM still ran after $END_TIMEOUT s"
 		failed=$((failed + 1))
 		return
@@ -50,7 +50,7 @@ expect_failure() {
 	qemu_pid=
 	if ! tr -d '\r' <"$tmp_dir/console.log" |
 		grep -q "libvmm-initramfs: FATAL: $message"; then
-		show_console
+		show_console 40
 		note "not ok: $label: no 'FATAL: $message' on the console"
 		failed=$((failed + 1))
 		return

@@ -1,8 +1,10 @@
+# shellcheck shell=bash
 # Shared by the guest image tests: finding the images, skipping, QEMU.
-# Sourced, not run.
+# Sourced, not run; the sourcing script sets test_name first.
 
 readonly SKIP=77
 
+test_name=${test_name:-guest-test}
 image_dir=${LIBVMM_IMAGE_DIR:-/var/cache/libvmm/images}
 tmp_dir=
 qemu_pid=
