@@ -127,7 +127,8 @@ wait_for_ssh() {
 
 # What the images promise beyond "sshd answers": the initramfs loaded the
 # drivers, applied ip= and mounted the root read-write; no unit failed; sshd
-# made itself a host key although the disk carried none.
+# made itself a host key although the disk carried none; a login prompt
+# waits on the serial console.
 check_guest() {
 	local report
 
@@ -138,12 +139,14 @@ check_guest() {
 		echo "root=$(awk "\$2 == \"/\" {split(\$4, o, \",\"); print o[1]}" /proc/mounts)"
 		echo "state=$(timeout 60 systemctl is-system-running --wait)"
 		echo "hostkey=$(ls /etc/ssh/ssh_host_*_key 2>/dev/null | wc -l)"
+		echo "console=$(systemctl is-active serial-getty@ttyS0.service)"
 	') || fail "ssh to the guest failed after it had answered"
 	expect_line "$report" "modules=3"
 	expect_line "$report" "addr=$GUEST_IP/30"
 	expect_line "$report" "root=rw"
 	expect_line "$report" "state=running"
 	expect_line "$report" "hostkey=1"
+	expect_line "$report" "console=active"
 }
 
 expect_line() {

@@ -3,7 +3,8 @@
 # initramfs cannot honour and checks that each time it says why on the
 # console and ends the VM, rather than hanging: QEMU (run with -no-reboot,
 # as Firecracker ends on a guest reboot) must exit within END_TIMEOUT
-# seconds (default 40).  No network device is given to the guest.
+# seconds (default 40).  The guest gets no network device, and the root
+# image, where a case needs it, read-only.
 #
 # Exit status: 0 pass, 1 fail, 77 skip (no images or no QEMU).
 
@@ -27,13 +28,15 @@ cleanup() {
 	exit $status
 }
 
-# Boots with extra arguments $2 and expects message $3 on the console.
+# Boots with kernel arguments $2 (after BASE_ARGS) and QEMU arguments $4...
+# and expects message $3 on the console.
 expect_failure() {
 	local label=$1 args="$BASE_ARGS $2" message=$3 started=$SECONDS
 
+	shift 3
 	qemu-system-x86_64 -M microvm -m 256 -smp 1 -nographic -no-reboot \
 		-nic none -kernel "$image_dir/vmlinuz" \
-		-initrd "$image_dir/initrd.img" -append "$args" \
+		-initrd "$image_dir/initrd.img" -append "$args" "$@" \
 		</dev/null >"$tmp_dir/console.log" 2>&1 &
 	qemu_pid=$!
 	while kill -0 "$qemu_pid" 2>/dev/null &&
@@ -78,6 +81,12 @@ main() {
 	expect_failure "ip= with a bad netmask" \
 		"root=/dev/vda ip=172.16.0.2::172.16.0.1:255.0.255.0::lo:off" \
 		"ip=.* '255.0.255.0' is not a netmask"
+	# Gets as far as mounting the real root disk (read-only, as asked).
+	expect_failure "init= names a missing program" \
+		"root=/dev/vda ro init=/sbin/no-such-init" \
+		"/sbin/no-such-init does not exist on /dev/vda" \
+		-drive "id=rootfs,file=$image_dir/rootfs.ext4,format=raw,if=none,readonly=on" \
+		-device virtio-blk-device,drive=rootfs
 
 	echo "$passed passed, $failed failed"
 	[ $failed -eq 0 ]
