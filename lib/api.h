@@ -20,10 +20,23 @@
 
 struct api_client;
 
-/* Opens a client for `socket_path` (no connection is made yet). */
+/*
+ * Opens a client for `socket_path` (copied; no connection is made yet).
+ * timeout_ms (>= 1) bounds each request, connecting included. VMM_EINVAL,
+ * VMM_ENOMEM, VMM_EIO (libcurl unusable). Free with api_client_free().
+ *
+ * Errors of the calls below: VMM_EINVAL (missing required field, id not
+ * made of letters, digits and '_', string not UTF-8), VMM_ETIMEDOUT (no
+ * answer within the bound; the request is named), VMM_EIO (cannot
+ * connect, connection lost), VMM_EAPI (refused: http_status and
+ * fault_message set, or an answer that is not what the API describes).
+ */
 int api_client_new(struct api_client **out, const char *socket_path,
                    uint32_t timeout_ms);
 void api_client_free(struct api_client *c);
+
+/* Changes the bound of the following requests (0 is taken as 1 ms). */
+void api_client_set_timeout(struct api_client *c, uint32_t timeout_ms);
 
 enum api_instance_state {
     API_STATE_NOT_STARTED,

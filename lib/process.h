@@ -24,17 +24,18 @@
 
 #include "internal.h"
 
+struct api_client;
 struct vmm_process;
 
 struct process_spawn_spec {
     const char *binary;       /* path, or a name looked up in PATH */
     const char *id;           /* --id: the VM name */
     const char *api_socket;   /* --api-sock */
-    const char *log_path;     /* stdout/stderr and --log-path, created 0600 */
+    const char *log_path;     /* stdout/stderr (appended), created 0600 */
     const char *metrics_path; /* --metrics-path, or NULL */
     const char *exit_path;    /* the keeper writes the wait status here */
     int netns_fd;             /* joined before exec, or -1 */
-    uint32_t ready_timeout_ms;/* bound on waiting for GET / to answer */
+    uint32_t ready_timeout_ms;/* bound on waiting for GET / to answer, > 0 */
     const char *vm_name;      /* for logs and progress */
 };
 
@@ -46,6 +47,13 @@ struct process_spawn_spec {
  * the socket's listener. On timeout or early exit: kills, reaps, removes
  * the socket, and fails (VMM_ETIMEDOUT / VMM_EPROCESS) with the exit
  * status and the tail of the log.
+ *
+ * --log-path is not passed: firecracker opens it without O_APPEND and
+ * would overwrite its own captured stdout; it logs to stdout instead.
+ * Errors: VMM_EINVAL (spec), VMM_EBUSY (live socket), VMM_EEXIST (the
+ * socket path is another kind of file), VMM_ENOTFOUND (binary), VMM_EIO,
+ * VMM_ENOMEM, VMM_ETIMEDOUT, VMM_EPROCESS. ctx (may be NULL) is borrowed
+ * and must outlive *out. The environment is passed to firecracker as is.
  */
 int process_spawn(const vmm_context *ctx, const struct process_spawn_spec *spec,
                   struct vmm_process **out);
@@ -60,6 +68,8 @@ int process_attach(const vmm_context *ctx, const char *vm_name, pid_t pid,
                    struct vmm_process **out);
 
 pid_t process_pid(const struct vmm_process *p);
+/* The client for the VMM's API socket; borrowed, valid until process_free. */
+struct api_client *process_api(struct vmm_process *p);
 uint64_t process_start_time(const struct vmm_process *p);
 bool process_alive(struct vmm_process *p);
 
@@ -75,11 +85,15 @@ int process_kill(struct vmm_process *p);
 /*
  * How a VMM ended, from the exit file the keeper wrote: "exited with
  * status 0 (success)", "killed by signal 9 (SIGKILL)", "exited with status
- * 151 (bad configuration)". Writes "unknown" when no record exists.
+ * 152 (bad configuration)". Writes "unknown" when no record exists (the
+ * VMM still runs, or its keeper was killed first).
  */
 void process_describe_exit(const char *exit_path, char *buf, size_t size);
 
-/* Firecracker's meaning of an exit code, e.g. 0 "success"; NULL if none. */
+/*
+ * Firecracker's meaning of an exit code (FcExitCode: 0, 1, 2, 148-157),
+ * e.g. 152 "bad configuration"; NULL for other codes.
+ */
 const char *process_exit_code_meaning(int code);
 
 /* The last `max_lines` lines of a log file into buf (NUL-terminated). */
