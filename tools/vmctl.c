@@ -64,20 +64,26 @@ static const struct command commands[] = {
  * shown escaped so that one error stays one readable line. A newline in
  * a library message (a log tail) continues on an indented line.
  */
-static void put_escaped(FILE *f, const char *s)
+static void put_text(FILE *f, const char *s, bool lines)
 {
     for (; *s != '\0'; s++) {
         unsigned char c = (unsigned char)*s;
 
-        if (c == '\n' && s[1] != '\0')
+        if (c == '\n' && lines && s[1] != '\0')
             fputs("\n    ", f);
-        else if (c == '\n')
+        else if (c == '\n' && lines)
             continue;
         else if (c < 0x20 || c == 0x7f)
             fprintf(f, "\\x%02x", c);
         else
             fputc(c, f);
     }
+}
+
+/* A name or word: every control character escaped, newlines included. */
+static void put_escaped(FILE *f, const char *s)
+{
+    put_text(f, s, false);
 }
 
 static void put_prefix(struct vmctl *v, const char *name)
@@ -122,7 +128,7 @@ int vmctl_fail(struct vmctl *v, const char *name, const char *fmt, ...)
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
     put_prefix(v, name);
-    put_escaped(stderr, buf);
+    put_text(stderr, buf, true);
     fputc('\n', stderr);
     return VMCTL_EXIT_FAILURE;
 }
@@ -370,7 +376,7 @@ static void on_log(int32_t level, const char *component, const char *vm_name,
         put_escaped(stderr, vm_name);
     }
     fputs(": ", stderr);
-    put_escaped(stderr, message);
+    put_text(stderr, message, true);
     fputc('\n', stderr);
 }
 
