@@ -289,6 +289,9 @@ static int copy_sparse(const vmm_context *ctx, const char *vm_name, int in,
             }
             if (r < 0)
                 goto out;
+            /* Start writeback now, so the final fsync has little left. */
+            sync_file_range(out, (off64_t)at, (off64_t)(step - at),
+                            SYNC_FILE_RANGE_WRITE);
             at = step;
             progress_emit(ctx, vm_name, "copy", at, size);
         }
