@@ -9,6 +9,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -45,11 +46,45 @@ static int rm_entry(const char *path, const struct stat *st, int flag,
     return remove(path);
 }
 
+/* Emulators a failed test left behind: their command line names the dir. */
+static void kill_leftovers(void)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+
+    if (d == NULL)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        char path[300], buf[4096];
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        for (ssize_t i = 0; i < n; i++)
+            if (buf[i] == '\0')
+                buf[i] = ' ';
+        buf[n] = '\0';
+        if (strstr(buf, suite_dir) != NULL)
+            kill((pid_t)atoi(de->d_name), SIGKILL);
+    }
+    closedir(d);
+}
+
 /* Check forks a child per test; only the runner removes the suite dir. */
 static void remove_suite_dir(void)
 {
-    if (getpid() == main_pid && suite_dir[0] != '\0')
-        nftw(suite_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (getpid() != main_pid || suite_dir[0] == '\0')
+        return;
+    kill_leftovers();
+    usleep(100000);
+    nftw(suite_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /*

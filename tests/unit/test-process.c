@@ -29,8 +29,9 @@
 #include "internal.h"
 #include "process.h"
 
-static char dir[64];
-static char sock[128], log_path[128], exit_path[128];
+static char suite_dir[64]; /* made by the runner for each test case */
+static char dir[128];       /* one per test, inside suite_dir */
+static char sock[192], log_path[192], exit_path[192];
 static const char *emulator;
 static vmm_context *ctx;
 static char logged[8192]; /* what the library logged, lines joined */
@@ -50,7 +51,7 @@ static void setup(void)
 
     emulator = getenv("FC_EMULATOR");
     ck_assert_msg(emulator != NULL, "FC_EMULATOR is not set");
-    snprintf(dir, sizeof(dir), "/tmp/libvmm-process-XXXXXX");
+    snprintf(dir, sizeof(dir), "%s/t-XXXXXX", suite_dir);
     ck_assert_ptr_nonnull(mkdtemp(dir));
     snprintf(sock, sizeof(sock), "%s/api.sock", dir);
     snprintf(log_path, sizeof(log_path), "%s/vmm.log", dir);
@@ -114,8 +115,8 @@ static int procs_naming(const char *needle)
     return count;
 }
 
-/* Kills whatever the test left running that names its socket. */
-static void kill_leftovers(void)
+/* Kills whatever is left running that names `needle`. */
+static void kill_leftovers(const char *needle)
 {
     DIR *d = opendir("/proc");
     struct dirent *de;
@@ -139,7 +140,7 @@ static void kill_leftovers(void)
             if (buf[i] == '\0')
                 buf[i] = ' ';
         buf[n] = '\0';
-        if (strstr(buf, sock) != NULL)
+        if (strstr(buf, needle) != NULL)
             kill((pid_t)atoi(de->d_name), SIGKILL);
     }
     closedir(d);
@@ -154,10 +155,31 @@ static int rm_entry(const char *path, const struct stat *st, int flag,
 
 static void teardown(void)
 {
-    kill_leftovers();
+    kill_leftovers(sock);
     vmm_context_free(ctx);
     ctx = NULL;
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/*
+ * In the runner, around each test case: a failed assertion ends a test
+ * before its teardown, and the VMMs it spawned outlive it by design, so
+ * the runner kills whatever still names the case's directory.
+ */
+static void case_setup(void)
+{
+    snprintf(suite_dir, sizeof(suite_dir), "/tmp/libvmm-process-XXXXXX");
+    if (mkdtemp(suite_dir) == NULL)
+        suite_dir[0] = '\0';
+}
+
+static void case_teardown(void)
+{
+    if (suite_dir[0] == '\0')
+        return;
+    kill_leftovers(suite_dir);
+    usleep(100000);
+    nftw(suite_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static struct process_spawn_spec spec_for(uint32_t timeout_ms)
@@ -899,6 +921,7 @@ Suite *suite_make(void)
     TCase *all[] = { spawn, fail, stop, attach, sockets, records };
 
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        tcase_add_unchecked_fixture(all[i], case_setup, case_teardown);
         tcase_add_checked_fixture(all[i], setup, teardown);
         tcase_set_timeout(all[i], 60);
         suite_add_tcase(s, all[i]);
