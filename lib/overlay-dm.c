@@ -208,7 +208,7 @@ bool overlay_dm_available(char *why, size_t size)
     return true;
 }
 
-/* --- loop devices ---------------------------------------------------------- */
+/* --- loop devices ------------------------------------------------------ */
 
 static int loop_configure(int dev_fd, int file_fd, bool read_only,
                           const char *tag)
@@ -404,7 +404,7 @@ size_t overlay_block_holders(dev_t dev, pid_t *pids, size_t max)
     return n;
 }
 
-/* --- libdevmapper ------------------------------------------------------------ */
+/* --- libdevmapper ------------------------------------------------------ */
 
 static _Thread_local char dm_message[256];
 

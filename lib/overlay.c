@@ -397,7 +397,7 @@ out:
     return r;
 }
 
-/* --- the dm-snapshot driver's files ------------------------------------------- */
+/* --- the dm-snapshot driver's files ------------------------------------- */
 
 static int create_cow(const vmm_context *ctx, const struct overlay_spec *spec,
                       uint64_t base_size)

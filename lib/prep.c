@@ -757,7 +757,6 @@ static int make_dirs(const struct patcher *p, const char *path,
             return last_too ? set_owner(p, w->ino, mode, uid, gid, true) : 0;
         }
         /* A new parent gets 0755 root:root via the fs umask; go deeper. */
-        (void)uid;
     }
     return error_set(VMM_EINVAL, "guest path %s is nested too deeply",
                      p->path);

@@ -108,9 +108,9 @@ static void fx_image(const char *image, const char *size,
     ck_assert_int_eq(fx_sh("set -e; cd %s; rm -rf tree-%s; mkdir tree-%s; "
                            "cd tree-%s; mkdir -p etc root; "
                            "echo base > etc/hostname; %s; cd ..; "
-                           "mkfs.ext4 -q -F -d tree-%s %s %s >/dev/null", fx_dir,
-                           image, image, image, populate, image, image,
-                           size), 0);
+                           "mkfs.ext4 -q -F -d tree-%s %s %s >/dev/null",
+                           fx_dir, image, image, image, populate, image,
+                           image, size), 0);
 }
 
 #endif
