@@ -150,7 +150,7 @@ static int parse_overlay(struct vmctl *v, const char *text, int32_t *out)
 
 static int parse_create(struct vmctl *v, int argc, char **argv, struct create_args *a)
 {
-    struct vmctl_args it = {argc, argv, 1, false, false};
+    struct vmctl_args it = VMCTL_ARGS_INIT(argc, argv);
     const char *val;
     int id, r = 0;
 
@@ -339,7 +339,7 @@ struct simple_args {
 static int parse_simple(struct vmctl *v, int argc, char **argv,
                         const struct vmctl_option *opts, struct simple_args *a)
 {
-    struct vmctl_args it = {argc, argv, 1, false, false};
+    struct vmctl_args it = VMCTL_ARGS_INIT(argc, argv);
     const char *val;
     uint32_t seconds = 0;
     int id, r = 0;
@@ -445,7 +445,7 @@ static const struct vmctl_option set_opts[] = {
 
 int cmd_set(struct vmctl *v, int argc, char **argv)
 {
-    struct vmctl_args it = {argc, argv, 1, false, false};
+    struct vmctl_args it = VMCTL_ARGS_INIT(argc, argv);
     const char *name = NULL, *val;
     uint32_t vcpus = 0, memory = 0;
     vmm_vm *vm = NULL;

@@ -280,7 +280,7 @@ static void print_table(struct row *rows, uint32_t n)
 
 int cmd_show(struct vmctl *v, int argc, char **argv)
 {
-    struct vmctl_args it = {argc, argv, 1, false, false};
+    struct vmctl_args it = VMCTL_ARGS_INIT(argc, argv);
     const char *name = NULL, *val;
     bool json = false;
     vmm_vm *vm = NULL;
@@ -323,7 +323,7 @@ int cmd_show(struct vmctl *v, int argc, char **argv)
 
 int cmd_list(struct vmctl *v, int argc, char **argv)
 {
-    struct vmctl_args it = {argc, argv, 1, false, false};
+    struct vmctl_args it = VMCTL_ARGS_INIT(argc, argv);
     const char *val;
     bool json = false;
     vmm_vm_list *list = NULL;

@@ -201,7 +201,7 @@ static int enter_netns(struct vmctl *v, const char *name, const char *netns)
 
 int cmd_ssh(struct vmctl *v, int argc, char **argv)
 {
-    struct vmctl_args it = {argc, argv, 1, false, false};
+    struct vmctl_args it = VMCTL_ARGS_INIT(argc, argv);
     const char *name = NULL, *identity = NULL, *val;
     char *own_key = NULL, *known = NULL, *target = NULL;
     char **cmd = NULL, **args = NULL;
@@ -383,7 +383,7 @@ static int follow(struct vmctl *v, const char *name, vmm_vm *vm, const char *pat
 
 int cmd_logs(struct vmctl *v, int argc, char **argv)
 {
-    struct vmctl_args it = {argc, argv, 1, false, false};
+    struct vmctl_args it = VMCTL_ARGS_INIT(argc, argv);
     const char *name = NULL, *val;
     char *path = NULL;
     bool follow_on = false;

@@ -93,13 +93,15 @@ static void put_prefix(struct vmctl *v, const char *name)
     if (v->command != NULL)
         fprintf(stderr, "%s", v->command);
     if (name != NULL) {
-        fputc(' ', stderr);
+        if (v->command != NULL)
+            fputc(' ', stderr);
         if (name[0] == '\0')
             fputs("''", stderr);
         else
             put_escaped(stderr, name);
     }
-    fputs(": ", stderr);
+    if (v->command != NULL || name != NULL)
+        fputs(": ", stderr);
 }
 
 int vmctl_usage_error(struct vmctl *v, const char *fmt, ...)
@@ -175,6 +177,14 @@ int vmctl_next(struct vmctl *v, struct vmctl_args *it, const struct vmctl_option
     const char *word, *eq;
 
     *value = NULL;
+    if (it->bundle != NULL) {
+        /* "-vv": flags without values may share one dash. */
+        o = find_short(opts, *it->bundle);
+        if (o == NULL || o->arg != VMCTL_ARG_NONE)
+            return vmctl_usage_error(v, "unknown option '-%c'", *it->bundle), VMCTL_BAD;
+        it->bundle = it->bundle[1] ? it->bundle + 1 : NULL;
+        return o->id;
+    }
     if (it->i >= it->argc)
         return VMCTL_END;
     word = it->argv[it->i++];
@@ -198,7 +208,7 @@ int vmctl_next(struct vmctl *v, struct vmctl_args *it, const struct vmctl_option
             return vmctl_usage_error(v, "unknown option '%s'", word), VMCTL_BAD;
         if (o->arg == VMCTL_ARG_NONE) {
             if (word[2] != '\0')
-                return vmctl_usage_error(v, "unknown option '%s'", word), VMCTL_BAD;
+                it->bundle = word + 2;
             return o->id;
         }
         if (word[2] != '\0') {
@@ -486,7 +496,7 @@ static const char *firecracker_path(const char *text, char **owned)
 int main(int argc, char **argv)
 {
     struct vmctl v = {0};
-    struct vmctl_args it = {argc, argv, 1, false, false};
+    struct vmctl_args it = VMCTL_ARGS_INIT(argc, argv);
     const char *state_dir = getenv("LIBVMM_STATE_DIR");
     const char *firecracker = getenv("LIBVMM_FIRECRACKER");
     char *state_abs = NULL, *fc_abs = NULL;

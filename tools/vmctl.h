@@ -56,7 +56,11 @@ struct vmctl_args {
     int i;
     bool options_done; /* after "--", or when a caller stops options */
     bool saw_dashdash;
+    const char *bundle; /* the rest of "-vv" still to be read */
 };
+
+/* Walks argv[1..argc-1]: argv[0] is the program or command name. */
+#define VMCTL_ARGS_INIT(argc, argv) {.argc = (argc), .argv = (argv), .i = 1}
 
 #define VMCTL_POSITIONAL 0
 #define VMCTL_END (-1)

@@ -86,6 +86,38 @@ run vmctl start "$vm"
 run vmctl -v kill "$vm"
 note "vmctl -v kill printed: ${err:-nothing}"
 
+# ssh: vmctl enters the VM's namespace and runs the system's ssh with the
+# VM's known-hosts file, strict checking and vmctl's key. A stand-in ssh
+# early in PATH records what it was given; nothing is sent anywhere.
+mkdir -p "$T/bin"
+cat >"$T/bin/ssh" <<'EOS'
+#!/bin/bash
+printf '%s\n' "$@" >"$SSH_ARGS_FILE"
+stat -L -c %i /proc/self/ns/net >>"$SSH_ARGS_FILE"
+exit 42
+EOS
+chmod +x "$T/bin/ssh"
+vm2=$P-ssh
+expect_ok "create in own netns" create "$vm2" --netns --start
+run env PATH="$T/bin:$PATH" SSH_ARGS_FILE="$T/ssh.args" \
+    "$VMCTL" --state-dir "$STATE" ssh "$vm2" -- uname -a
+[ "$rc" -eq 42 ] && pass "vmctl ssh ran ssh and passed its exit status" ||
+    fail "vmctl ssh: exit $rc, expected ssh's 42: $err"
+if [ -f "$T/ssh.args" ]; then
+    args=$(head -n -1 "$T/ssh.args" | tr '\n' ' ')
+    nsino=$(tail -n 1 "$T/ssh.args")
+    ns=$(field "$vm2" netns)
+    [ "$nsino" = "$(stat -L -c %i "/run/netns/$ns")" ] && pass "ssh ran inside $ns" ||
+        fail "ssh ran in netns inode $nsino, not in $ns"
+    for want in "-i $STATE/ssh/id_ed25519" "UserKnownHostsFile=$(field "$vm2" known_hosts)" \
+        "StrictHostKeyChecking=yes" "BatchMode=yes" "-- root@$(field "$vm2" guest_ip) uname -a"; do
+        [[ " $args" == *" $want"* ]] || fail "ssh arguments lack '$want': $args"
+    done
+else
+    fail "vmctl ssh did not run ssh"
+fi
+expect_ok "delete --force ssh VM" vmctl delete --force "$vm2"
+
 expect_ok "delete" vmctl delete "$vm"
 expect_ok "delete key VM" vmctl delete "$P-key"
 check_clean "cli"
