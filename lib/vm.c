@@ -753,7 +753,7 @@ static int claim(vmm_vm *vm, int *lock_fd)
     }
     vm->rec.phase = PHASE_CREATING;
     if (vm->rec.has_net) {
-        uint32_t slot;
+        uint32_t slot = 0;
 
         r = free_slot(vm->ctx, &slot);
         if (r == 0)
