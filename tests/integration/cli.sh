@@ -51,11 +51,13 @@ done
 [ "$(printf '%s' "$out" | json 'd["vcpus"]')" = 1 ] || fail "show --json: vcpus"
 [ "$(printf '%s' "$out" | json 'd["memory_mib"]')" = 512 ] || fail "show --json: memory_mib"
 [ "$(printf '%s' "$out" | json 'd["kernel"]')" = "$KERNEL" ] || fail "show --json: kernel"
-[ "$(printf '%s' "$out" | json 'd["guest_ip"]')" = null ] || fail "show --json: a --no-net VM has a guest_ip"
+[ "$(printf '%s' "$out" | json 'd["guest_ip"]')" = null ] ||
+    fail "show --json: a --no-net VM has a guest_ip"
 pid=$(printf '%s' "$out" | json 'd["pid"]')
 is_vmm "$pid" || fail "show --json: pid $pid is not the VMM"
 expect_ok "show" vmctl show "$vm"
-printf '%s\n' "$out" | grep -qE "^state: +running$" || fail "plain show: no 'state: running' line: $out"
+printf '%s\n' "$out" | grep -qE "^state: +running$" ||
+    fail "plain show: no 'state: running' line: $out"
 printf '%s\n' "$out" | grep -qE "^pid: +$pid$" || fail "plain show: no pid line"
 expect_ok "list" vmctl list
 printf '%s\n' "$out" | head -n 1 | grep -q '^NAME ' || fail "plain list: no header: $out"
@@ -72,7 +74,8 @@ kill -0 "$fpid" 2>/dev/null && pass "logs --follow keeps following a running VM"
     fail "logs --follow ended while the VMM runs: $(cat "$T/follow.err")"
 expect_ok "stop" vmctl stop "$vm"
 if wait_gone "$fpid" 5; then
-    wait "$fpid" && pass "logs --follow ended with the VMM" || fail "logs --follow: $(cat "$T/follow.err")"
+    wait "$fpid" && pass "logs --follow ended with the VMM" ||
+        fail "logs --follow: $(cat "$T/follow.err")"
 else
     fail "logs --follow did not end after the VMM stopped"
     kill "$fpid"

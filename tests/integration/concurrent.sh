@@ -25,14 +25,16 @@ fi
 run vmctl list --json
 for key in name guest_ip tap mac api_socket; do
     total=$(printf '%s' "$out" | json "len([v for v in d if v['name'].startswith('$P-')])")
-    distinct=$(printf '%s' "$out" | json "len(set(v['$key'] for v in d if v['name'].startswith('$P-') and v['$key']))")
+    distinct=$(printf '%s' "$out" |
+        json "len(set(v['$key'] for v in d if v['name'].startswith('$P-') and v['$key']))")
     if [ "$total" = $N ] && [ "$distinct" = $N ]; then
         pass "$N distinct ${key}s"
     else
         fail "$key: $distinct distinct values among $total VMs, expected $N"
     fi
 done
-printf '%s' "$out" | json "[v['netns'] for v in d]" | grep -q "$ns" || fail "VMs do not report netns $ns"
+printf '%s' "$out" | json "[v['netns'] for v in d]" | grep -q "$ns" ||
+    fail "VMs do not report netns $ns"
 
 # Start them all at once, too: twenty VMMs side by side.
 for i in $(seq 1 $N); do
@@ -48,7 +50,9 @@ running=$(vmctl list --json | json "len([v for v in d if v['state'] == 'running'
 [ "$running" = $N ] || fail "$running of $N VMs running after concurrent starts"
 # Taps exist from the first start on; each VM's is in the shared namespace.
 taps=$(ip -n "$ns" -o link show | grep -c 'tap')
-[ "$taps" = $N ] && pass "$N taps in $ns" || fail "$taps taps in namespace $ns, expected $N: $(ip -n "$ns" -o link show | awk -F': ' '{print $2}' | tr '\n' ' ')"
+links=$(ip -n "$ns" -o link show | awk -F': ' '{print $2}' | tr '\n' ' ')
+[ "$taps" = $N ] && pass "$N taps in $ns" ||
+    fail "$taps taps in namespace $ns, expected $N: $links"
 
 for i in $(seq 1 $N); do
     vmctl delete --force "$P-$i" >"$T/d$i.out" 2>"$T/d$i.err" &

@@ -10,7 +10,10 @@ for n in good garbage trunc empty; do
 done
 rec() { echo "$STATE/vms/$P-$1/vm.json"; }
 for n in garbage trunc empty; do
-    [ -f "$(rec $n)" ] || { fail "no record at $(rec $n); the layout is not vms/NAME/vm.json"; finish; }
+    if [ ! -f "$(rec $n)" ]; then
+        fail "no record at $(rec $n); the layout is not vms/NAME/vm.json"
+        finish
+    fi
 done
 
 printf '{"name": "%s", \x01\xff garbage' "$P-garbage" >"$(rec garbage)"
@@ -22,7 +25,8 @@ run vmctl list --json
 [ "$rc" -eq 0 ] && pass "list exits 0 with bad records" || fail "list --json: exit $rc: $err"
 n=$(printf '%s' "$out" | json 'len(d)' 2>/dev/null)
 [ "$n" = 4 ] || fail "list --json: $n entries, expected 4: $out"
-[ "$(printf '%s' "$out" | json "[v['state'] for v in d if v['name'] == '$good']")" = '["stopped"]' ] &&
+states=$(printf '%s' "$out" | json "[v['state'] for v in d if v['name'] == '$good']")
+[ "$states" = '["stopped"]' ] &&
     pass "the good VM is listed" || fail "list --json hides the good VM: $out"
 for n in garbage trunc empty; do
     e=$(printf '%s' "$out" | json "[v.get('error') for v in d if v['name'] == '$P-$n']" 2>/dev/null)
@@ -37,7 +41,8 @@ done
 run vmctl list
 [ "$rc" -eq 0 ] || fail "plain list: exit $rc"
 printf '%s\n' "$out" | grep -q "^$good " || fail "plain list does not show $good: $out"
-printf '%s\n' "$out" | grep -q "^$P-trunc .*unreadable" || fail "plain list does not mark $P-trunc: $out"
+printf '%s\n' "$out" | grep -q "^$P-trunc .*unreadable" ||
+    fail "plain list does not mark $P-trunc: $out"
 
 for n in garbage trunc empty; do
     expect_error "show $P-$n" "$(rec $n)" vmctl show "$P-$n"

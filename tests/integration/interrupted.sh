@@ -46,8 +46,10 @@ for delay in 0.02 0.1 0.25 0.5 0.8; do
     case "$entry" in
     '[]')
         note "$what: the VM does not exist"
-        [ -e "$STATE/vms/$vm" ] && fail "$what: list omits $vm but $STATE/vms/$vm remains: $(ls -A "$STATE/vms/$vm")"
-        ip netns list | grep -qw -- "libvmm-$vm" && fail "$what: list omits $vm but namespace libvmm-$vm remains"
+        [ -e "$STATE/vms/$vm" ] &&
+            fail "$what: list omits $vm but $STATE/vms/$vm remains: $(ls -A "$STATE/vms/$vm")"
+        ip netns list | grep -qw -- "libvmm-$vm" &&
+            fail "$what: list omits $vm but namespace libvmm-$vm remains"
         ;;
     *'"error"'*)
         note "$what: listed as unreadable: $entry"
@@ -113,11 +115,13 @@ for delay in 0.05 0.4 1.0; do
         if ! is_vmm "$pid2"; then
             fail "$what: show says running with pid '$pid2', which is not a live emulator"
         elif [ "$(api "$sock" / | json 'd["state"]' 2>/dev/null)" != Running ]; then
-            fail "$what: show says running but the VMM's GET / says '$(api "$sock" / | json 'd["state"]' 2>/dev/null)' (never started)"
+            fail "$what: show says running but the VMM's GET / says" \
+                "'$(api "$sock" / | json 'd["state"]' 2>/dev/null)' (never started)"
         else
             pass "$what: running, VMM $pid2 answers Running"
         fi
-        [ "$(echo $alive)" = "$pid2" ] || fail "$what: processes of $vm: '$alive', expected only $pid2"
+        [ "$(echo $alive)" = "$pid2" ] ||
+            fail "$what: processes of $vm: '$alive', expected only $pid2"
         ;;
     *)
         fail "$what: show says state '$st2'"

@@ -184,7 +184,10 @@ check_clean() {
     ns=$(our_netns | tr '\n' ' ')
     loops=$(our_loops | tr '\n' ' ')
     vms=$(ls -A "$STATE/vms" 2>/dev/null | tr '\n' ' ')
-    [ -n "$pids" ] && fail "$what: processes left: $pids ($(for p in $pids; do tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null; echo; done))"
+    [ -n "$pids" ] && fail "$what: processes left: $pids ($(for p in $pids; do
+        tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline"
+        echo
+    done))"
     [ -n "$ns" ] && fail "$what: network namespaces left: $ns"
     [ -n "$loops" ] && fail "$what: loop devices left: $loops"
     [ -n "$vms" ] && fail "$what: VM directories left in $STATE/vms: $vms"

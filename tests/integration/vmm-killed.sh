@@ -31,7 +31,8 @@ else
     fail "show after kill -9: last_exit '$last' does not name signal 9"
 fi
 expect_ok "list after kill -9" vmctl list --json
-[ "$(printf '%s' "$out" | json "[v['state'] for v in d if v['name'] == '$vm']")" = '["stopped"]' ] ||
+states=$(printf '%s' "$out" | json "[v['state'] for v in d if v['name'] == '$vm']")
+[ "$states" = '["stopped"]' ] ||
     fail "list after kill -9: $out"
 
 # ssh must not try to connect to a dead VM.
