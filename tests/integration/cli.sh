@@ -32,6 +32,14 @@ run env LIBVMM_STATE_DIR="$T/elsewhere" "$VMCTL" --state-dir "$STATE" show "$vm"
 (cd "$T" && "$VMCTL" --state-dir s --firecracker "$FCEMU" show "$vm" >/dev/null 2>&1) ||
     fail "a relative --state-dir does not work"
 
+# Relative kernel and rootfs paths are recorded as absolute ones.
+(cd "$T" && "$VMCTL" --state-dir s --firecracker "$FCEMU" create "$P-rel" --kernel vmlinux \
+    --rootfs ./rootfs.ext4 --no-net >/dev/null 2>&1) || fail "create with relative paths"
+[ "$(field "$P-rel" kernel)" = "$KERNEL" ] && [ "$(field "$P-rel" base_image)" = "$ROOTFS" ] &&
+    pass "relative paths made absolute" ||
+    fail "relative paths: kernel '$(field "$P-rel" kernel)', base '$(field "$P-rel" base_image)'"
+vmctl delete "$P-rel" >/dev/null 2>&1 || fail "delete $P-rel"
+
 # The key pair vmctl made on first use went to the guest as authorized keys.
 [ -f "$STATE/ssh/id_ed25519" ] && [ -f "$STATE/ssh/id_ed25519.pub" ] &&
     pass "key pair made at $STATE/ssh/id_ed25519" || fail "no key pair under $STATE/ssh"
