@@ -263,6 +263,8 @@ static void get_instance_info(struct emulator *emu, struct req *r,
 	yajl_gen g = g_new();
 
 	(void)r;
+	if (emu->qemu_mode && emu->state != VM_NOT_STARTED)
+		qemu_refresh_state(emu);
 	yajl_gen_map_open(g);
 	g_key(g, "id");
 	g_str(g, emu->instance_id);
@@ -490,14 +492,19 @@ static void get_hotplug_memory(struct emulator *emu, struct req *r,
 
 /* --- actions and VM state -------------------------------------------- */
 
-/*
- * Where the guest would boot. The fast mode has no guest; a QEMU mode
- * would build its command line from emu->vm here.
- */
+/* Where the guest boots: nowhere in fast mode, under QEMU in QEMU mode. */
 static int start_guest(struct emulator *emu, struct http_response *resp)
 {
-	(void)emu;
-	(void)resp;
+	char *fault = NULL;
+
+	if (!emu->qemu_mode)
+		return 0;
+	if (qemu_start(emu, &fault) < 0) {
+		set_fault(resp, "%s", fault ? fault : "Failed to start the "
+			  "guest under QEMU.");
+		free(fault);
+		return -1;
+	}
 	return 0;
 }
 
@@ -518,8 +525,9 @@ static void instance_start(struct emulator *emu, struct http_response *resp)
 		return;
 
 	emu->state = VM_RUNNING;
-	emu_log(emu, LOG_INFO, "Successfully started microvm (emulated: %u "
+	emu_log(emu, LOG_INFO, "Successfully started microvm (%s: %u "
 		"vCPUs, %llu MiB, %zu drives, %zu network interfaces)",
+		emu->qemu_mode ? "under QEMU" : "emulated",
 		emu->vm.machine.vcpu_count,
 		(unsigned long long)emu->vm.machine.mem_size_mib,
 		emu->vm.n_drives, emu->vm.n_nets);
@@ -533,8 +541,21 @@ static void instance_start(struct emulator *emu, struct http_response *resp)
 static void send_ctrl_alt_del(struct emulator *emu,
 			      struct http_response *resp)
 {
+	char *fault = NULL;
+
 	if (!post_boot(emu, resp))
 		return;
+	if (emu->qemu_mode) {
+		/* The guest decides; QEMU's exit ends the emulator. */
+		if (qemu_ctrl_alt_del(emu, &fault) < 0) {
+			set_fault(resp, "%s", fault ? fault : "Failed to "
+				  "send Ctrl+Alt+Del.");
+			free(fault);
+			return;
+		}
+		resp->status = 204;
+		return;
+	}
 	resp->status = 204;
 	if (emu->ctrl_alt_del_ms < 0)
 		return;
@@ -588,9 +609,23 @@ static void put_actions(struct emulator *emu, struct req *r,
 static void patch_vm(struct emulator *emu, struct req *r,
 		     struct http_response *resp)
 {
+	bool pause;
+	char *fault = NULL;
+
 	if (!parse_body(r, &schema_vm_state, resp) || !post_boot(emu, resp))
 		return;
-	if (!strcmp(field_str(r->doc, "state"), "Paused")) {
+	pause = !strcmp(field_str(r->doc, "state"), "Paused");
+	if (emu->qemu_mode) {
+		if (qemu_set_paused(emu, pause, &fault) < 0) {
+			set_fault(resp, "%s", fault ? fault : "Failed to "
+				  "change the guest's state.");
+			free(fault);
+			return;
+		}
+		resp->status = 204;
+		return;
+	}
+	if (pause) {
 		emu->state = VM_PAUSED;
 	} else {
 		emu->state = VM_RUNNING;

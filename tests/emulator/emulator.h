@@ -5,9 +5,10 @@
  *   http.c    HTTP/1.1 over the API Unix socket (connections, framing)
  *   api.c     Firecracker's endpoints: routing, state machine, VM config
  *   schema.c  request body schemas and a serde-like validator
+ *   qemu.c    QEMU mode: the configured guest under qemu-system-x86_64
  *
- * The VM configuration lives in struct vm_config so that a later QEMU mode
- * can turn it into a qemu-system-x86_64 command line on InstanceStart.
+ * The VM configuration lives in struct vm_config; in QEMU mode qemu.c
+ * turns it into a qemu-system-x86_64 command line on InstanceStart.
  */
 #ifndef FC_EMULATOR_H
 #define FC_EMULATOR_H
@@ -127,6 +128,11 @@ struct emulator {
 	int exit_signal;		/* 0: exit with exit_code instead */
 	long ctrl_alt_del_ms;		/* < 0: the guest ignores it */
 
+	/* QEMU mode (FCEMU_QEMU=1): a real guest instead of none. */
+	bool qemu_mode;
+	const char *qemu_bin;		/* FCEMU_QEMU_BIN */
+	const char *qemu_accel;		/* FCEMU_QEMU_ACCEL, default tcg */
+
 	enum vm_state state;
 	struct vm_config vm;
 
@@ -158,6 +164,31 @@ void api_init(struct emulator *emu);
 char *api_fault_body(const char *message);
 void api_handle(struct emulator *emu, const char *method, const char *path,
 		const char *body, size_t body_len, struct http_response *resp);
+
+/* qemu.c: one guest per process; all of these are no-ops without one. */
+struct pollfd;
+
+#define QEMU_POLL_FDS 3
+
+/*
+ * Boot emu->vm under QEMU. Returns 0 once QEMU has started and survived
+ * its first moments, else -1 with a malloc'ed fault message in *fault
+ * (QEMU's stderr tail included) and no QEMU left running.
+ */
+int qemu_start(struct emulator *emu, char **fault);
+/* QMP stop/cont; -1 with a malloc'ed *fault on failure. */
+int qemu_set_paused(struct emulator *emu, bool paused, char **fault);
+/* Ctrl+Alt+Del into the guest's keyboard; -1 with *fault on failure. */
+int qemu_ctrl_alt_del(struct emulator *emu, char **fault);
+/* Set emu->state from QMP query-status. */
+void qemu_refresh_state(struct emulator *emu);
+/* Fill at most QEMU_POLL_FDS entries of fds; how many were filled. */
+size_t qemu_poll_fds(struct pollfd *fds);
+/* Handle poll() results for the entries qemu_poll_fds() filled. */
+void qemu_poll_events(struct emulator *emu, const struct pollfd *fds,
+		      size_t n);
+/* SIGKILL and reap QEMU, if it runs. */
+void qemu_stop(struct emulator *emu);
 
 /* schema.c */
 struct jschema;

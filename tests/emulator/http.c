@@ -329,7 +329,7 @@ static int poll_timeout(struct emulator *emu)
 
 int http_serve(struct emulator *emu, int listen_fd)
 {
-	static struct pollfd fds[MAX_CONNS + 1];
+	static struct pollfd fds[MAX_CONNS + 1 + QEMU_POLL_FDS];
 
 	for (;;) {
 		int timeout = poll_timeout(emu);
@@ -348,7 +348,9 @@ int http_serve(struct emulator *emu, int listen_fd)
 						      .events = ev };
 		}
 
-		int n = poll(fds, n_conns + 1, timeout);
+		size_t n_fds = n_conns + 1;
+		size_t n_guest = qemu_poll_fds(&fds[n_fds]);
+		int n = poll(fds, n_fds + n_guest, timeout);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -379,5 +381,6 @@ int http_serve(struct emulator *emu, int listen_fd)
 		}
 		if (fds[0].revents & POLLIN)
 			accept_all(listen_fd);
+		qemu_poll_events(emu, &fds[n_fds], n_guest);
 	}
 }

@@ -32,6 +32,12 @@
  *                             (default 50); negative: the guest ignores
  *                             Ctrl+Alt+Del, so only a signal ends it
  *
+ *   FCEMU_QEMU=1              QEMU mode: InstanceStart boots the configured
+ *                             guest under qemu-system-x86_64 -M microvm
+ *                             (qemu.c); FCEMU_CTRLALTDEL_MS does not apply
+ *     FCEMU_QEMU_ACCEL=A      QEMU's -accel (default tcg)
+ *     FCEMU_QEMU_BIN=PATH     the QEMU binary (default qemu-system-x86_64)
+ *
  * Signals keep their default actions, as in firecracker: SIGTERM and
  * SIGKILL end the process at once.
  */
@@ -417,6 +423,13 @@ static void read_knobs(void)
 	emu.exit_code = (int)env_long("FCEMU_EXIT_CODE", 0);
 	emu.exit_signal = (int)env_long("FCEMU_EXIT_SIGNAL", 0);
 	emu.ctrl_alt_del_ms = env_long("FCEMU_CTRLALTDEL_MS", 50);
+	emu.qemu_mode = env_flag("FCEMU_QEMU");
+	emu.qemu_accel = getenv("FCEMU_QEMU_ACCEL");
+	if (!emu.qemu_accel || !*emu.qemu_accel)
+		emu.qemu_accel = "tcg";
+	emu.qemu_bin = getenv("FCEMU_QEMU_BIN");
+	if (!emu.qemu_bin || !*emu.qemu_bin)
+		emu.qemu_bin = "qemu-system-x86_64";
 
 	if (trace && *trace) {
 		emu.trace_fd = open(trace, O_WRONLY | O_APPEND | O_CREAT |
@@ -509,8 +522,9 @@ int main(int argc, char **argv)
 	if (fd < 0)
 		return FC_EXIT_GENERIC;
 	emu_log(&emu, LOG_INFO, "Running Firecracker v%s", FC_VERSION);
-	emu_log(&emu, LOG_INFO, "Running Firecracker API emulator (no guest) "
-		"on socket %s, pid %ld", emu.api_sock, (long)getpid());
+	emu_log(&emu, LOG_INFO, "Running Firecracker API emulator (%s) on "
+		"socket %s, pid %ld", emu.qemu_mode ? "QEMU mode" : "no guest",
+		emu.api_sock, (long)getpid());
 	if (emu.log_fd != 1) {
 		printf("Running Firecracker API emulator (Firecracker v%s API) "
 		       "on socket %s\n", FC_VERSION, emu.api_sock);
@@ -519,6 +533,8 @@ int main(int argc, char **argv)
 
 	rc = http_serve(&emu, fd);
 	close(fd);
+	/* No guest outlives its VMM. */
+	qemu_stop(&emu);
 	if (rc < 0) {
 		fprintf(stderr, "Error: API server failed: %s\n",
 			strerror(errno));
