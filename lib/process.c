@@ -35,6 +35,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -832,6 +833,48 @@ static int child_error(struct spawn_state *s, char *binary)
 }
 
 /*
+ * One inotify instance is kept for the next spawn: closing one waits for
+ * an SRCU grace period in the kernel (about 5 ms here), which would delay
+ * every start; removing a watch does not. Each spawn holds the instance
+ * alone while it waits, so concurrent spawns never share one.
+ */
+static pthread_mutex_t inotify_lock = PTHREAD_MUTEX_INITIALIZER;
+static int inotify_spare = -1;
+
+static int inotify_take(void)
+{
+    int fd;
+
+    pthread_mutex_lock(&inotify_lock);
+    fd = inotify_spare;
+    inotify_spare = -1;
+    pthread_mutex_unlock(&inotify_lock);
+    if (fd < 0)
+        fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    return fd;
+}
+
+static void inotify_give_back(int fd, int wd)
+{
+    char events[4096];
+
+    if (fd < 0)
+        return;
+    if (wd >= 0)
+        inotify_rm_watch(fd, wd);
+    while (read(fd, events, sizeof(events)) > 0) {
+    }
+    pthread_mutex_lock(&inotify_lock);
+    if (inotify_spare < 0) {
+        inotify_spare = fd;
+        fd = -1;
+    }
+    pthread_mutex_unlock(&inotify_lock);
+    if (fd >= 0)
+        close(fd);
+}
+
+/*
  * Waits for the API socket's listener to be our firecracker. The socket's
  * appearance wakes us through inotify; between polls we back off from
  * 50 us to 2 ms, so a socket that answers is seen within that bound even
@@ -844,7 +887,7 @@ static int wait_listener(struct spawn_state *s, uint64_t deadline,
     uint64_t delay = BACKOFF_FIRST_NS;
     char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
     char *slash;
-    int ino;
+    int ino, wd;
     int r = 0;
 
     snprintf(dir, sizeof(dir), "%s", sock);
@@ -855,11 +898,8 @@ static int wait_listener(struct spawn_state *s, uint64_t deadline,
         dir[1] = '\0';
     else
         *slash = '\0';
-    ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (ino >= 0 && inotify_add_watch(ino, dir, IN_CREATE | IN_MOVED_TO) < 0) {
-        close(ino);
-        ino = -1;
-    }
+    ino = inotify_take();
+    wd = ino >= 0 ? inotify_add_watch(ino, dir, IN_CREATE | IN_MOVED_TO) : -1;
 
     for (;;) {
         struct pollfd pfd[2] = {
@@ -915,19 +955,18 @@ static int wait_listener(struct spawn_state *s, uint64_t deadline,
             delay = deadline - now;
         ts.tv_sec = (time_t)(delay / 1000000000u);
         ts.tv_nsec = (long)(delay % 1000000000u);
-        if (ppoll(pfd, ino >= 0 ? 2 : 1, &ts, NULL) > 0 &&
+        if (ppoll(pfd, wd >= 0 ? 2 : 1, &ts, NULL) > 0 &&
             (pfd[1].revents & POLLIN)) {
             char events[4096];
 
             while (read(ino, events, sizeof(events)) > 0) {
             }
             delay = BACKOFF_FIRST_NS; /* something appeared: look now */
-        } else if (delay < BACKOFF_MAX_NS) {
-            delay *= 2;
+        } else {
+            delay = delay * 2 < BACKOFF_MAX_NS ? delay * 2 : BACKOFF_MAX_NS;
         }
     }
-    if (ino >= 0)
-        close(ino);
+    inotify_give_back(ino, wd);
     return r;
 }
 
@@ -1008,6 +1047,11 @@ int process_spawn(const vmm_context *ctx, const struct process_spawn_spec *spec,
     l.path = find_binary(spec->binary);
     if (l.path == NULL)
         return error_code();
+    /* Made now so that nothing but the request stands between the socket
+     * answering and GET /. */
+    r = process_new(ctx, vm, spec->api_socket, &p);
+    if (r < 0)
+        goto out;
     l.argv[argc++] = l.path;
     l.argv[argc++] = (char *)"--api-sock";
     l.argv[argc++] = (char *)spec->api_socket;
@@ -1061,11 +1105,6 @@ int process_spawn(const vmm_context *ctx, const struct process_spawn_spec *spec,
     if (r < 0)
         goto out;
 
-    r = process_new(ctx, vm, spec->api_socket, &p);
-    if (r < 0) {
-        abort_spawn(&s, r, "could not be adopted");
-        goto out;
-    }
     p->pid = listener;
     p->pidfd = sys_pidfd_open(listener);
     if (p->pidfd < 0) {
@@ -1239,8 +1278,7 @@ static void finish_death(struct vmm_process *p)
     while (read_proc_stat(p->pid, &st) == 0 &&
            st.start_time == p->start_time && now_ns() < end) {
         sleep_ns(delay);
-        if (delay < BACKOFF_MAX_NS)
-            delay *= 2;
+        delay = delay * 2 < BACKOFF_MAX_NS ? delay * 2 : BACKOFF_MAX_NS;
     }
     if (unlink(p->api_socket) < 0 && errno != ENOENT)
         log_warning(p->ctx, COMPONENT, p->vm_name, "removing API socket "
