@@ -3,18 +3,23 @@
 # vcpus 0/3/33, memory 127, malformed numbers, set on a running VM, an
 # unknown VM. Each is a non-zero exit with one line naming the problem,
 # and nothing is created: no VM directory, namespace, tap or process.
-# Runs alone (not in parallel): it compares the host's namespace list.
+# Namespaces are checked by name: ours carry the run's prefix, and a VM's
+# own is "libvmm-NAME" (other programs may make namespaces meanwhile).
 . "$(dirname "$0")/lib.sh"
 
-netns_before=$(ip netns list | awk '{print $1}' | sort)
+# The VM name the current case tries; its own namespace must not appear.
+tried=
 
 nothing_made() {
     local what=$1 vms ns pids
     vms=$(ls -A "$STATE/vms" 2>/dev/null | tr '\n' ' ')
-    ns=$(comm -13 <(echo "$netns_before") <(ip netns list | awk '{print $1}' | sort) | tr '\n' ' ')
+    ns=$(our_netns | tr '\n' ' ')
+    if [ -n "$tried" ] && [ -e "/run/netns/libvmm-$tried" ]; then
+        ns="$ns libvmm-$tried"
+    fi
     pids=$(our_pids | tr '\n' ' ')
     [ -n "$vms" ] && fail "$what: left VM directories: $vms"
-    [ -n "$ns" ] && fail "$what: left network namespaces: $ns"
+    [ -n "${ns// /}" ] && fail "$what: left network namespaces: $ns"
     [ -n "$pids" ] && fail "$what: left processes: $pids"
     # Clear what was left so one failure is reported once.
     for v in $vms; do rm -rf "${STATE:?}/vms/$v"; done
@@ -38,15 +43,18 @@ long63=${long64:0:63}
 declare -a names=("" "." ".." "a/b" "$P/x" ".$P" "$P"$'\t'x "$P"$'\x01' "$P"$'\n'x
     "$P-"$'\xc3\xa9' "$P "x "$long64")
 for name in "${names[@]}"; do
+    tried=$name
     shown=$(printf '%q' "$name")
     bad 1 "create with name $shown" "name" \
         vmctl create --kernel "$KERNEL" --rootfs "$ROOTFS" --netns -- "$name"
 done
+tried=-$P
 bad 1 "create with name -$P (after --)" "name" \
     vmctl create --kernel "$KERNEL" --rootfs "$ROOTFS" --netns -- "-$P"
 bad 2 "create with name -$P (taken as an option)" "unknown option" \
     vmctl create "-$P" --kernel "$KERNEL" --rootfs "$ROOTFS" --netns
 
+tried=$long63
 # The longest good name works (so the refusals above mean something).
 expect_ok "create with a 63-byte name" create "$long63" --netns &&
     pass "63-byte name accepted" && expect_ok "delete 63-byte VM" vmctl delete "$long63"
@@ -56,6 +64,7 @@ nothing_made "63-byte name round trip"
 mkdir "$T/adir"
 head -c 1048576 /dev/urandom >"$T/garbage.img"
 vm=$P-bad
+tried=$vm
 bad 1 "missing kernel" "$T/nokernel" create "$vm" --netns --kernel "$T/nokernel"
 bad 1 "missing kernel (given last)" "$T/nokernel" \
     vmctl create "$vm" --rootfs "$ROOTFS" --netns --kernel "$T/nokernel"
