@@ -672,6 +672,18 @@ struct spawn_state {
     bool have_last;
 };
 
+/* Tells the caller the VMM's identity as soon as it is known. */
+static void announce_spawned(const struct spawn_state *s, pid_t pid)
+{
+    struct proc_stat st;
+
+    if (s->spec->on_spawned == NULL || s->vmm_pidfd < 0)
+        return;
+    /* Read while the pidfd pins the process: the pair names one process. */
+    if (read_proc_stat(pid, &st) == 0 && !stat_is_dead(&st))
+        s->spec->on_spawned(pid, st.start_time, s->spec->user);
+}
+
 static void read_records(struct spawn_state *s)
 {
     struct record rec;
@@ -698,6 +710,7 @@ static void read_records(struct spawn_state *s)
             s->vmm = rec.pid;
             if (s->vmm_pidfd < 0)
                 s->vmm_pidfd = sys_pidfd_open(rec.pid);
+            announce_spawned(s, rec.pid);
             break;
         case REC_FORK_ERROR:
         case REC_SETNS_ERROR:
@@ -1243,6 +1256,32 @@ int process_attach(const vmm_context *ctx, const char *vm_name, pid_t pid,
 fail:
     close(pidfd);
     return r;
+}
+
+int process_attach_socket(const vmm_context *ctx, const char *vm_name,
+                          const char *api_socket, struct vmm_process **out)
+{
+    const char *vm = vm_name ? vm_name : "VM";
+    struct proc_stat st;
+    pid_t pid;
+    int fd, r;
+
+    if (out == NULL)
+        return error_set(VMM_EINVAL, "process_attach_socket: out is NULL");
+    r = check_socket_path(api_socket);
+    if (r < 0)
+        return r;
+    fd = connect_unix(api_socket);
+    if (fd < 0)
+        return error_set_os(VMM_ENOTFOUND, errno, "%s: nothing serves %s",
+                            vm, api_socket);
+    pid = listener_pid(fd);
+    close(fd);
+    if (pid <= 0 || read_proc_stat(pid, &st) < 0 || stat_is_dead(&st))
+        return error_set(VMM_ENOTFOUND, "%s: the process serving %s is gone",
+                         vm, api_socket);
+    /* process_attach re-checks pid, start time and listener under a pidfd. */
+    return process_attach(ctx, vm_name, pid, st.start_time, api_socket, out);
 }
 
 pid_t process_pid(const struct vmm_process *p)

@@ -37,6 +37,11 @@ struct process_spawn_spec {
     int netns_fd;             /* joined before exec, or -1 */
     uint32_t ready_timeout_ms;/* bound on waiting for GET / to answer, > 0 */
     const char *vm_name;      /* for logs and progress */
+    /* Called once firecracker is forked, before readiness is awaited, so
+     * the caller can record the process a crash of its own would leave
+     * behind. May be NULL. */
+    void (*on_spawned)(pid_t pid, uint64_t start_time, void *user);
+    void *user;
 };
 
 /*
@@ -66,6 +71,15 @@ int process_spawn(const vmm_context *ctx, const struct process_spawn_spec *spec,
 int process_attach(const vmm_context *ctx, const char *vm_name, pid_t pid,
                    uint64_t start_time, const char *api_socket,
                    struct vmm_process **out);
+
+/*
+ * Attaches to whatever process serves api_socket, identified by the
+ * socket's peer credentials. For a VMM nobody recorded (its starter died
+ * before it could) whose socket lives in a directory only libvmm writes.
+ * VMM_ENOTFOUND when nothing listens.
+ */
+int process_attach_socket(const vmm_context *ctx, const char *vm_name,
+                          const char *api_socket, struct vmm_process **out);
 
 pid_t process_pid(const struct vmm_process *p);
 /* The client for the VMM's API socket; borrowed, valid until process_free. */

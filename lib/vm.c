@@ -202,24 +202,78 @@ static void note_last_exit(vmm_vm *vm)
                               sizeof(vm->last_exit));
 }
 
+static int vm_lock(vmm_vm *vm, uint32_t wait_ms, int *fd);
+static void release_runtime(vmm_vm *vm);
+
 /*
- * Works out whether the recorded VMM still runs. Attach verifies pid,
- * start time and socket, so a recycled pid reads as stopped, and nothing
- * is signalled here.
+ * Ends a VMM that a start left behind when the program running it died:
+ * one recorded before InstanceStart, or one serving the VM's socket that
+ * no record names. Only with the VM's lock, so a start still under way in
+ * another program is left alone. Returns whether the VMM was ended.
  */
-static void probe_vmm(vmm_vm *vm)
+static bool settle_orphan(vmm_vm *vm, struct vmm_process *p, bool locked)
+{
+    int lock_fd = -1;
+    pid_t pid = process_pid(p);
+
+    if (!locked && vm_lock(vm, 0, &lock_fd) < 0) {
+        error_reset();
+        return false;
+    }
+    if (process_kill(p) < 0) {
+        log_warning(vm->ctx, "vm", vm->name, "ending VMM pid %d left by an "
+                    "interrupted start: %s", (int)pid,
+                    vmm_error_last()->message);
+        store_unlock(lock_fd);
+        error_reset();
+        return false;
+    }
+    log_info(vm->ctx, "vm", vm->name, "ended VMM pid %d, left by an "
+             "interrupted start of VM %s", (int)pid, vm->name);
+    unlink(vm->api_socket);
+    release_runtime(vm);
+    vm->rec.has_vmm = false;
+    vm->rec.booted = false;
+    if (record_write(vm->record_path, &vm->rec) < 0)
+        log_warning(vm->ctx, "vm", vm->name, "%s", vmm_error_last()->message);
+    store_unlock(lock_fd);
+    error_reset();
+    return true;
+}
+
+/*
+ * Works out whether the VM's VMM runs. Attach verifies pid, start time and
+ * socket, so a recycled pid reads as stopped and is never signalled. A VMM
+ * an interrupted start left behind is ended (see settle_orphan), so the VM
+ * reads as what it is: stopped.
+ */
+static void probe_vmm(vmm_vm *vm, bool locked)
 {
     struct api_instance_info info;
     struct api_client *client;
-    struct vmm_process *p;
+    struct vmm_process *p = NULL;
+    bool unfinished;
 
     vm->state = VMM_VM_STOPPED;
     vm->pid = 0;
-    if (!vm->rec.has_vmm ||
+    if (vm->rec.has_vmm &&
         process_attach(vm->ctx, vm->name, vm->rec.pid, vm->rec.start_time,
-                       vm->api_socket, &p) < 0) {
+                       vm->api_socket, &p) < 0)
+        p = NULL;
+    if (p == NULL && path_exists(vm->api_socket) &&
+        process_attach_socket(vm->ctx, vm->name, vm->api_socket, &p) < 0)
+        p = NULL;
+    error_reset();
+    if (p == NULL) {
         note_last_exit(vm);
-        error_reset();
+        return;
+    }
+
+    unfinished = !vm->rec.has_vmm || !vm->rec.booted ||
+                 process_pid(p) != vm->rec.pid;
+    if (unfinished && settle_orphan(vm, p, locked)) {
+        process_free(p);
+        note_last_exit(vm);
         return;
     }
     vm->pid = process_pid(p);
@@ -235,8 +289,8 @@ static void probe_vmm(vmm_vm *vm)
     error_reset();
 }
 
-/* Reads the record and probes the VMM. */
-static int vm_load(vmm_vm *vm)
+/* Reads the record and probes the VMM; `locked`: we hold the VM's lock. */
+static int vm_load(vmm_vm *vm, bool locked)
 {
     int r;
 
@@ -251,7 +305,8 @@ static int vm_load(vmm_vm *vm)
                          vm->record_path, vm->rec.name);
     if (vm->disk[0] == '\0' || vm->rec.overlay != OVERLAY_DM_SNAPSHOT)
         default_disk_path(vm);
-    probe_vmm(vm);
+    if (vm->rec.phase == PHASE_READY)
+        probe_vmm(vm, locked);
     return 0;
 }
 
@@ -379,7 +434,7 @@ static int vm_open(vmm_context *ctx, const char *name, vmm_vm **out)
     if (r < 0)
         return r;
 
-    r = vm_load(vm);
+    r = vm_load(vm, false);
     if (r == VMM_ENOTFOUND && !path_exists(vm->dir))
         goto fail;
     if (r == 0 && vm->rec.phase == PHASE_READY) {
@@ -399,7 +454,7 @@ static int vm_open(vmm_context *ctx, const char *name, vmm_vm **out)
     }
     if (r < 0)
         goto fail;
-    r = vm_load(vm);
+    r = vm_load(vm, true);
     if (r == 0 && vm->rec.phase == PHASE_READY) {
         store_unlock(lock_fd);
         *out = vm;
@@ -438,7 +493,7 @@ VMM_EXPORT int vmm_vm_refresh(vmm_vm *vm)
     error_reset();
     if (vm == NULL)
         return error_set(VMM_EINVAL, "vmm_vm_refresh: vm is NULL");
-    r = vm_load(vm);
+    r = vm_load(vm, false);
     if (r == 0 && vm->rec.phase != PHASE_READY)
         r = error_set(VMM_ENOTFOUND, "VM %s is being %s", vm->name,
                       vm->rec.phase == PHASE_DELETING ? "deleted"
@@ -460,7 +515,7 @@ static int begin_op(vmm_vm *vm, const char *op, int *lock_fd)
             r = error_set(VMM_ENOTFOUND, "no VM named %s", vm->name);
         return r;
     }
-    r = vm_load(vm);
+    r = vm_load(vm, true);
     if (r == 0 && vm->rec.phase != PHASE_READY)
         r = error_set(VMM_ESTATE, "%s %s: an earlier create or delete was "
                       "interrupted; open the VM again to settle it", op,
@@ -1061,6 +1116,25 @@ static void rotate_log(const vmm_vm *vm)
                     vm->log_path, strerror(errno));
 }
 
+/*
+ * Records a VMM the moment it is forked: if this program dies while the
+ * VMM comes up, the next one finds and ends it (settle_orphan).
+ */
+static void record_spawned(pid_t pid, uint64_t start_time, void *user)
+{
+    vmm_vm *vm = user;
+    struct error_snapshot saved;
+
+    vm->rec.has_vmm = true;
+    vm->rec.booted = false;
+    vm->rec.pid = pid;
+    vm->rec.start_time = start_time;
+    error_save(&saved);
+    if (record_write(vm->record_path, &vm->rec) < 0)
+        log_warning(vm->ctx, "vm", vm->name, "%s", vmm_error_last()->message);
+    error_restore(&saved);
+}
+
 static int start_locked(vmm_vm *vm, uint32_t timeout_ms)
 {
     struct overlay_spec ospec = overlay_spec_of(vm);
@@ -1123,19 +1197,25 @@ static int start_locked(vmm_vm *vm, uint32_t timeout_ms)
         .netns_fd = netns_fd,
         .ready_timeout_ms = timeout_ms,
         .vm_name = vm->name,
+        .on_spawned = record_spawned,
+        .user = vm,
     };
     r = process_spawn(vm->ctx, &spawn, &p);
     if (r < 0)
         goto fail;
 
-    /* Recorded at once: from here a crash leaves a VMM the next program
-     * can find and end. */
+    /* A firecracker that daemonized serves from another pid. */
     vm->rec.has_vmm = true;
+    vm->rec.booted = false;
     vm->rec.pid = process_pid(p);
     vm->rec.start_time = process_start_time(p);
     r = record_write(vm->record_path, &vm->rec);
     if (r == 0)
         r = configure_and_boot(vm);
+    if (r < 0)
+        goto fail;
+    vm->rec.booted = true;
+    r = record_write(vm->record_path, &vm->rec);
     if (r < 0)
         goto fail;
 

@@ -183,21 +183,16 @@ START_TEST(each_field_checked)
                                      &len), 0);
 
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-        char *broken = strdup(text);
-        char *at = strstr(broken, keys[i]);
-        char *colon;
+        const char *at = strstr(text, keys[i]);
+        const char *colon, *rest;
+        char *broken;
 
         ck_assert_ptr_nonnull(at);
         colon = strchr(at, ':');
-        /* Replace the value by an object: wrong type for every field. */
-        memmove(colon + 4, colon + 1, strlen(colon + 1) + 1);
-        memcpy(colon + 1, " {},", 3);
-        {
-            char *end = colon + 4;
-            /* Drop the old value up to its comma or closing brace. */
-            char *stop = end + strcspn(end, ",}\n");
-            memmove(end, stop, strlen(stop) + 1);
-        }
+        rest = colon + 1 + strcspn(colon + 1, ",}\n");
+        /* The value replaced by an object: the wrong type for every field. */
+        ck_assert_int_gt(asprintf(&broken, "%.*s {}%s",
+                                  (int)(colon + 1 - text), text, rest), 0);
         write_text("vm.json", broken);
         ck_assert_msg(record_read(path_in("vm.json"), &rec) == VMM_ECORRUPT,
                       "breaking %s went unnoticed:\n%s", keys[i], broken);
