@@ -46,6 +46,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -84,6 +85,34 @@ uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/*
+ * Write a log line whole. The log may be non-blocking: in QEMU mode stdout
+ * is shared with QEMU, which makes it so; then wait a little for room.
+ * Nowhere is left to complain, and logging must not end the VMM, so a
+ * line that still cannot be written is dropped.
+ */
+static void write_all(int fd, const char *data, size_t len)
+{
+	int stalls = 0;
+
+	while (len) {
+		ssize_t n = write(fd, data, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN && stalls++ < 20) {
+			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+
+			poll(&pfd, 1, 50);
+			continue;
+		}
+		if (n <= 0)
+			return;
+		data += n;
+		len -= (size_t)n;
+	}
+}
+
 void emu_log(struct emulator *e, enum log_level level, const char *fmt, ...)
 {
 	static const char *const names[] = {
@@ -112,9 +141,7 @@ void emu_log(struct emulator *e, enum log_level level, const char *fmt, ...)
 	if (n > (int)sizeof(line) - 2)
 		n = (int)sizeof(line) - 2;
 	line[n++] = '\n';
-	if (write(e->log_fd, line, (size_t)n) < 0) {
-		/* Nowhere left to complain; logging must not end the VMM. */
-	}
+	write_all(e->log_fd, line, (size_t)n);
 }
 
 void emu_schedule_exit(struct emulator *e, uint64_t delay_ms, int code,
