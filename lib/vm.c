@@ -742,7 +742,8 @@ static int free_slot(vmm_context *ctx, uint32_t *slot_out)
         return r;
     }
 
-    qsort(used, n, sizeof(*used), compare_u32);
+    if (n > 1)
+        qsort(used, n, sizeof(*used), compare_u32);
     for (uint32_t i = 0; i < n && used[i] <= slot; i++)
         if (used[i] == slot)
             slot++;

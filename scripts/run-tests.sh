@@ -38,6 +38,8 @@ if [ "$sanitize" -eq 1 ]; then
     # Any sanitizer report aborts the test program, so it fails its test.
     export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:strict_string_checks=1
     export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
+    # The end-to-end suite boots real guests; once is enough.
+    test_args=("${test_args[@]}" --no-suite e2e)
     run_suites build-sanitize -Db_sanitize=address,undefined -Db_lundef=false \
         -Dbuildtype=debug || status=1
     unset ASAN_OPTIONS UBSAN_OPTIONS
