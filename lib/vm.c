@@ -386,11 +386,9 @@ static int teardown(vmm_vm *vm)
         return r;
     if (vm->rec.name != NULL) {
         release_runtime(vm);
-        if (vm->rec.base_image != NULL) {
-            r = overlay_destroy(vm->ctx, &ospec);
-            if (r < 0)
-                return r;
-        }
+        r = overlay_destroy(vm->ctx, &ospec);
+        if (r < 0)
+            return r;
         if (vm->rec.own_netns && vm->rec.netns != NULL) {
             r = net_netns_delete(vm->rec.netns);
             if (r < 0)
@@ -1402,6 +1400,89 @@ VMM_EXPORT int vmm_delete(vmm_vm *vm, uint32_t flags)
 out:
     store_unlock(lock_fd);
     return r;
+}
+
+/*
+ * Removes a VM whose record cannot be read, from what its name alone
+ * tells: the VMM serving its socket, its disks and dm leftovers, and the
+ * namespace libvmm would have made for it. A tap it had in a namespace
+ * not its own cannot be identified and stays.
+ */
+static int purge(vmm_context *ctx, const char *name)
+{
+    struct vmm_process *p;
+    struct overlay_spec ospec;
+    char own_netns[80];
+    vmm_vm *vm;
+    int lock_fd, r, fd;
+
+    r = vm_new(ctx, name, &vm);
+    if (r < 0)
+        return r;
+    r = vm_lock(vm, LOCK_WAIT_MS, &lock_fd);
+    if (r < 0)
+        goto out;
+
+    if (process_attach_socket(ctx, name, vm->api_socket, &p) == 0) {
+        r = process_kill(p);
+        process_free(p);
+        if (r < 0)
+            goto unlock;
+    }
+    ospec = (struct overlay_spec){
+        .vm_name = name, .driver = OVERLAY_COPY, .dir = vm->dir,
+    };
+    r = overlay_destroy(ctx, &ospec);
+    if (r < 0)
+        goto unlock;
+    snprintf(own_netns, sizeof(own_netns), "libvmm-%s", name);
+    if (net_netns_open(own_netns, &fd) == 0) {
+        close(fd);
+        r = net_netns_delete(own_netns);
+        if (r < 0)
+            goto unlock;
+    }
+    log_warning(ctx, "vm", name, "deleted VM %s from its name alone: its "
+                "record was unreadable, so a tap it had outside its own "
+                "namespace cannot be identified", name);
+    r = store_remove_tree(vm->dir);
+
+unlock:
+    store_unlock(lock_fd);
+out:
+    vmm_vm_free(vm);
+    return r;
+}
+
+VMM_EXPORT int vmm_delete_by_name(vmm_context *ctx, const char *name,
+                                  uint32_t flags)
+{
+    vmm_vm *vm;
+    int r;
+
+    error_reset();
+    if (ctx == NULL)
+        return error_set(VMM_EINVAL, "vmm_delete_by_name: ctx is NULL");
+    if (flags & ~VMM_DELETE_FORCE)
+        return error_set(VMM_EINVAL, "vmm_delete_by_name: unknown flags "
+                         "%#x", flags);
+    r = check_name(name);
+    if (r < 0)
+        return r;
+
+    r = vm_open(ctx, name, &vm);
+    if (r == 0) {
+        r = vmm_delete(vm, flags);
+        vmm_vm_free(vm);
+        return r;
+    }
+    if (r != VMM_ECORRUPT)
+        return r;
+    if (!(flags & VMM_DELETE_FORCE)) {
+        error_prefix("cannot delete VM %s without force: ", name);
+        return VMM_ECORRUPT;
+    }
+    return purge(ctx, name);
 }
 
 static int set_stopped(vmm_vm *vm, const char *op, uint32_t vcpus,

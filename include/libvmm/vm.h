@@ -101,8 +101,9 @@ typedef struct vmm_vm_spec {
 
 /**
  * Create a VM: record it, build its root disk over the base image, make
- * its ssh host key, and allocate its guest address, MAC and tap. The VM is
- * left stopped.
+ * its ssh host key, allocate its guest address, MAC and tap name, and make
+ * its network namespace if it is to have its own. The VM is left stopped;
+ * the tap device itself is made at each start and removed at each stop.
  *
  * @param out   receives a handle owned by the caller, released with
  *              vmm_vm_free(); written only on success
@@ -204,6 +205,23 @@ VMM_EXPORT int vmm_resume(vmm_vm *vm);
  *         VMM_EBUSY, VMM_EIO.
  */
 VMM_EXPORT int vmm_delete(vmm_vm *vm, uint32_t flags);
+
+/**
+ * Delete the VM called name, even one whose record cannot be read.
+ *
+ * For a readable record this is vmm_open() then vmm_delete(). An
+ * unreadable record (VMM_ECORRUPT from vmm_open()) is removed only with
+ * VMM_DELETE_FORCE, from what the name alone tells: the VMM serving the
+ * VM's API socket is killed, its disk and device-mapper leftovers and the
+ * namespace libvmm made for it are removed. A tap it had in another
+ * namespace cannot be identified then; the library logs so.
+ *
+ * @param flags  0 or VMM_DELETE_FORCE
+ * @return 0, VMM_EINVAL, VMM_ENOTFOUND, VMM_ECORRUPT (unreadable and no
+ *         force), VMM_ESTATE, VMM_EBUSY, VMM_EIO.
+ */
+VMM_EXPORT int vmm_delete_by_name(vmm_context *ctx, const char *name,
+                                  uint32_t flags);
 
 /**
  * Change the vCPU count of a stopped VM; used from its next start.

@@ -238,7 +238,55 @@ START_TEST(list_survives_a_corrupt_record)
     ck_assert_vmm_error(VMM_ECORRUPT, path);
     vmm_vm_free(a);
     vmm_vm_free(b);
-    run("rm -rf %s/vms/alpha", state_dir);
+
+    /* Only a forced delete removes what it cannot read. */
+    ck_assert_int_eq(vmm_delete_by_name(ctx, "alpha", 0), VMM_ECORRUPT);
+    ck_assert_vmm_error(VMM_ECORRUPT, "without force");
+    ck_assert_int_eq(access(path, F_OK), 0);
+    ck_assert_int_eq(vmm_delete_by_name(ctx, "alpha", VMM_DELETE_FORCE), 0);
+    ck_assert_int_eq(access(path, F_OK), -1);
+    ck_assert_int_eq(vmm_delete_by_name(ctx, "alpha", VMM_DELETE_FORCE),
+                     VMM_ENOTFOUND);
+}
+END_TEST
+
+/* A running VM whose record is lost is still ended by a forced delete. */
+START_TEST(forced_delete_of_unreadable_running_vm)
+{
+    vmm_vm_spec s = base_spec();
+    char path[256];
+    vmm_vm *vm;
+    pid_t pid;
+
+    ck_assert_int_eq(vmm_create(&vm, ctx, "lost", &s), 0);
+    ck_assert_int_eq(vmm_start(vm, NULL), 0);
+    pid = vmm_vm_pid(vm);
+    vmm_vm_free(vm);
+    snprintf(path, sizeof(path), "%s/vms/lost/vm.json", state_dir);
+    ck_assert_int_eq(truncate(path, 10), 0);
+
+    ck_assert_int_eq(vmm_delete_by_name(ctx, "lost", VMM_DELETE_FORCE), 0);
+    ck_assert(!process_alive(pid));
+    snprintf(path, sizeof(path), "%s/vms/lost", state_dir);
+    ck_assert_int_eq(access(path, F_OK), -1);
+}
+END_TEST
+
+/* A readable VM goes the ordinary way: running needs force. */
+START_TEST(delete_by_name_of_readable_vm)
+{
+    vmm_vm_spec s = base_spec();
+    vmm_vm *vm;
+
+    ck_assert_int_eq(vmm_create(&vm, ctx, "plain", &s), 0);
+    ck_assert_int_eq(vmm_start(vm, NULL), 0);
+    vmm_vm_free(vm);
+    ck_assert_int_eq(vmm_delete_by_name(ctx, "plain", 0), VMM_ESTATE);
+    ck_assert_int_eq(vmm_delete_by_name(ctx, "plain", VMM_DELETE_FORCE), 0);
+    ck_assert_int_eq(vmm_open(&vm, ctx, "plain"), VMM_ENOTFOUND);
+    ck_assert_int_eq(vmm_delete_by_name(ctx, "bad/name", 0), VMM_EINVAL);
+    ck_assert_int_eq(vmm_delete_by_name(NULL, "plain", 0), VMM_EINVAL);
+    ck_assert_int_eq(vmm_delete_by_name(ctx, "plain", 0x10), VMM_EINVAL);
 }
 END_TEST
 
@@ -465,6 +513,8 @@ Suite *suite_make(void)
     tcase_add_test(tc, lifecycle);
     tcase_add_test(tc, killed_from_outside_reads_stopped);
     tcase_add_test(tc, list_survives_a_corrupt_record);
+    tcase_add_test(tc, forced_delete_of_unreadable_running_vm);
+    tcase_add_test(tc, delete_by_name_of_readable_vm);
     tcase_add_test(tc, interrupted_create_is_settled);
     tcase_add_test(tc, create_twice_same_name);
     tcase_add_test(tc, bad_input_leaves_nothing);
