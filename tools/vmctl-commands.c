@@ -72,7 +72,8 @@ static const char delete_help[] =
     "Delete a stopped VM: its record, disk, tap, own network namespace and\n"
     "keys.\n"
     "\n"
-    "  --force               kill the VM first if it is running\n";
+    "  --force               kill the VM first if it is running; also\n"
+    "                        removes a VM whose record is unreadable\n";
 
 static const char set_help[] =
     "Usage: vmctl set NAME [--vcpus N] [--memory MIB]\n"
@@ -417,20 +418,19 @@ int cmd_kill(struct vmctl *v, int argc, char **argv)
     return r;
 }
 
+/* By name, so that --force also removes a VM whose record is unreadable. */
 int cmd_delete(struct vmctl *v, int argc, char **argv)
 {
     struct simple_args a = {0};
-    vmm_vm *vm = NULL;
     int r = parse_simple(v, argc, argv, force_opts, &a);
 
     if (r < 0)
         return help(delete_help);
-    if (r != 0 || (r = vmctl_open(v, a.name, &vm)) != 0)
+    if (r != 0 || (r = vmctl_context(v)) != 0)
         return r;
-    if (vmm_delete(vm, a.force ? VMM_DELETE_FORCE : 0) < 0)
-        r = vmctl_fail_lib(v, a.name);
-    vmm_vm_free(vm);
-    return r;
+    if (vmm_delete_by_name(v->ctx, a.name, a.force ? VMM_DELETE_FORCE : 0) < 0)
+        return vmctl_fail_lib(v, a.name);
+    return VMCTL_EXIT_OK;
 }
 
 /* --- set ------------------------------------------------------------- */

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Corrupt and truncated state files: list still shows the other VMs and
 # names each bad file's path (exit status 0, the errors also on stderr);
-# show of a bad record fails naming its path; good VMs keep working.
+# show of a bad record fails naming its path; good VMs keep working; a bad
+# record goes only with delete --force, and then completely.
 . "$(dirname "$0")/lib.sh"
 
 good=$P-good
@@ -56,17 +57,29 @@ expect_ok "stop $good" vmctl stop "$good"
 expect_ok "delete $good" vmctl delete "$good"
 expect_ok "delete $P-new" vmctl delete "$P-new"
 
-# A bad record cannot be opened, so vmctl cannot delete it; say so rather
-# than fail: vm.h has no way to remove a record it cannot read.
+# A bad record is deleted only with --force, and then completely.
 for n in garbage trunc empty; do
-    run vmctl delete --force "$P-$n"
-    if [ "$rc" -eq 0 ]; then
+    expect_error "delete $P-$n without --force" "$(rec $n)" vmctl delete "$P-$n"
+    [ -d "$STATE/vms/$P-$n" ] || fail "delete without --force removed $P-$n"
+    expect_ok "delete --force $P-$n" vmctl delete --force "$P-$n" &&
         pass "delete --force of bad record $P-$n"
-    else
-        note "delete --force $P-$n: exit $rc: $err (removing the directory by hand)"
-        rm -rf "$STATE/vms/$P-$n"
-    fi
+    [ -e "$STATE/vms/$P-$n" ] && fail "delete --force left $STATE/vms/$P-$n"
 done
+
+# A running VM whose record breaks: delete --force still ends its VMM and
+# removes its namespace.
+run=$P-runbad
+if expect_ok "create $run" create "$run" --netns --start; then
+    pid=$(field "$run" pid)
+    is_vmm "$pid" || fail "$run: pid '$pid' is not a live VMM"
+    head -c 40 "$STATE/vms/$run/vm.json" >"$T/cut" && cp "$T/cut" "$STATE/vms/$run/vm.json"
+    expect_error "show $run with a cut record" "vm.json" vmctl show "$run"
+    expect_ok "delete --force $run" vmctl delete --force "$run"
+    wait_gone "$pid" 5 && pass "the VMM of a VM with a broken record was ended" ||
+        fail "delete --force of $run left its VMM $pid running"
+    [ -e "$STATE/vms/$run" ] && fail "delete --force left $STATE/vms/$run"
+    ip netns list | grep -qw -- "libvmm-$run" && fail "delete --force left namespace libvmm-$run"
+fi
 check_clean "corrupt-state"
 
 finish
