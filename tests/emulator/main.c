@@ -2,8 +2,10 @@
  * fc-emulator: a stand-in for the firecracker binary, for tests on hosts
  * without Firecracker or KVM. It takes firecracker's command line, serves
  * Firecracker's HTTP API on the API socket with Firecracker's validation
- * and faults, and exits the way firecracker does. No guest runs: the VM
- * "runs" from InstanceStart until SendCtrlAltDel (or an injected exit).
+ * and faults, and exits the way firecracker does. By default no guest
+ * runs: the VM "runs" from InstanceStart until SendCtrlAltDel (or an
+ * injected exit). With FCEMU_QEMU=1 a real guest boots under QEMU
+ * (qemu.c).
  *
  * Environment (failure injection; the library under test only passes its
  * environment through and never knows about these):

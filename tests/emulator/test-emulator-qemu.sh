@@ -43,7 +43,8 @@ command -v "$QEMU" >/dev/null 2>&1 ||
 for f in vmlinuz initrd.img rootfs.ext4; do
 	[ -r "$IMAGES/$f" ] ||
 		skip "no $IMAGES/$f; build the guest images with" \
-			"scripts/build-guest-images.sh (as root) or set LIBVMM_IMAGE_DIR"
+			"scripts/build-guest-images.sh (as root) or set" \
+			"LIBVMM_IMAGE_DIR"
 done
 for cmd in curl ip timeout; do
 	command -v "$cmd" >/dev/null 2>&1 || skip "$cmd is not installed"
@@ -55,7 +56,7 @@ cleanup() {
 	for p in "${PIDS[@]}"; do
 		kill -9 "$p" 2>/dev/null
 	done
-	wait 2>/dev/null
+	{ wait; } 2>/dev/null
 	if [ $NS_MADE -eq 1 ]; then
 		ip -n "$NS" link del "$TAP" 2>/dev/null
 		ip netns del "$NS"
@@ -403,6 +404,9 @@ fi
 check "the guest rebooted (reboot=k), so QEMU exited" \
 	grep -aq "reboot: Restarting system" "$LOG"
 check "the API socket is removed" test ! -e "$SOCK"
+# Whatever went wrong above, the later cases need the root disk free.
+kill -9 "$PID" $QPID 2>/dev/null
+{ wait "$PID"; } 2>/dev/null
 
 # --- the guest ending on its own ends the emulator ---------------------
 
@@ -426,6 +430,8 @@ else
 	bad "the emulator still runs 60 s after its guest gave up"
 fi
 [ -n "$QPID" ] && check "no QEMU remains" gone "$QPID"
+kill -9 "$PID" $QPID 2>/dev/null
+{ wait "$PID"; } 2>/dev/null
 
 # --- signals to the emulator end its QEMU ------------------------------
 
@@ -451,6 +457,7 @@ for sig in KILL TERM; do
 	else
 		bad "QEMU $QPID outlives its emulator killed by SIG$sig"
 	fi
+	kill -9 "$QPID" 2>/dev/null
 done
 
 echo "emulator-qemu: $PASS passed, $FAIL failed"
