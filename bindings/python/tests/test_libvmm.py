@@ -490,6 +490,58 @@ class TestLogging(EmulatorTest):
         self.assertEqual(self.handler.records, [])
 
 
+    def test_release_inside_a_callback_is_deferred(self):
+        """A handle closed from a log handler (or by a collection running
+        there) is freed only after the library call returns."""
+        victim = self.create("victim")
+        owner = victim._finalizer.peek()[1].__self__
+        seen = []
+
+        class Closer(logging.Handler):
+            def emit(self, record):
+                if victim is not None and not victim.closed:
+                    victim.close()
+                    seen.append(owner.ptr)
+
+        closer = Closer(logging.DEBUG)
+        logger = logging.getLogger(libvmm.LOGGER_NAME)
+        logger.addHandler(closer)
+        self.addCleanup(logger.removeHandler, closer)
+        vm = self.create("caller")
+        self.assertEqual(len(seen), 1)
+        self.assertIsNotNone(seen[0], "freed inside the callback")
+        self.assertIsNone(owner.ptr, "not freed after the call")
+        vm.close()
+
+    def test_threads(self):
+        """Calls and their log callbacks from several threads at once."""
+        import threading
+        errors = []
+
+        def life(name):
+            try:
+                vm = self.create(name)
+                vm.start()
+                vm.stop(timeout=5)
+                vm.delete()
+            except Exception as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=life, args=("th%d" % i,))
+                   for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(errors, [])
+        for i in range(4):
+            started = [r for r in self.handler.records
+                       if r.vm_name == "th%d" % i and
+                       r.getMessage().startswith("started VM")]
+            self.assertEqual(len(started), 1)
+        self.assertEqual(self.vm_dirs(), [])
+
+
 class TestHandles(EmulatorTest):
     def test_release_never_stops_the_vm(self):
         vm = self.create("keep")
