@@ -546,7 +546,16 @@ static void send_ctrl_alt_del(struct emulator *emu,
 	if (!post_boot(emu, resp))
 		return;
 	if (emu->qemu_mode) {
-		/* The guest decides; QEMU's exit ends the emulator. */
+		/*
+		 * The guest decides; QEMU's exit ends the emulator. QEMU
+		 * drops input while the VM is stopped, but firecracker's
+		 * i8042 holds the keys until the vCPUs run again: so do we.
+		 */
+		if (emu->state == VM_PAUSED) {
+			emu->ctrl_alt_del_pending = true;
+			resp->status = 204;
+			return;
+		}
 		if (qemu_ctrl_alt_del(emu, &fault) < 0) {
 			set_fault(resp, "%s", fault ? fault : "Failed to "
 				  "send Ctrl+Alt+Del.");
@@ -623,6 +632,14 @@ static void patch_vm(struct emulator *emu, struct req *r,
 			return;
 		}
 		resp->status = 204;
+		if (!pause && emu->ctrl_alt_del_pending) {
+			emu->ctrl_alt_del_pending = false;
+			if (qemu_ctrl_alt_del(emu, &fault) < 0) {
+				emu_log(emu, LOG_ERROR, "%s", fault ? fault :
+					"Failed to send Ctrl+Alt+Del.");
+				free(fault);
+			}
+		}
 		return;
 	}
 	if (pause) {

@@ -390,12 +390,21 @@ for ((i = 0; i < 10; i++)); do
 done
 check "the resumed guest answers again" test $answered -eq 1
 
-t_cad=$(ms)
-check "SendCtrlAltDel: 204" \
+# Ctrl+Alt+Del reaches a paused guest only once it is resumed.
+check "PATCH Paused before Ctrl+Alt+Del" expect 204 PATCH /vm \
+	'{"state": "Paused"}'
+check "SendCtrlAltDel to a paused guest: 204" \
 	expect 204 PUT /actions '{"action_type": "SendCtrlAltDel"}'
+sleep 2
+check "a paused guest does not act on Ctrl+Alt+Del" kill -0 "$PID"
+check "still Paused" state_is Paused
+t_cad=$(ms)
+check "PATCH Resumed after Ctrl+Alt+Del" expect 204 PATCH /vm \
+	'{"state": "Resumed"}'
 if wait_exit "$PID" 60; then
 	ok
-	echo "  emulator exited $RC $(( $(ms) - t_cad )) ms after SendCtrlAltDel"
+	echo "  emulator exited $RC $(( $(ms) - t_cad )) ms after the guest" \
+		"with Ctrl+Alt+Del pending was resumed"
 	check "exit status 0 after Ctrl+Alt+Del" test "$RC" = 0
 else
 	bad "the emulator still runs 60 s after SendCtrlAltDel"
