@@ -9,6 +9,7 @@
 # library's log (vmctl -v) must say that e2fsck repaired the disk; a start
 # that skipped e2fsck, or repaired silently, fails this test.  Then ssh
 # must work and the file written before the kill must hold its data.
+# shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 vm=$P-hard

@@ -144,8 +144,10 @@ diagnose() {
 		fi
 		echo "--- processes holding the API socket $sock"
 		socket_holders "$sock" "$ns"
+		# fuser's view too, without its complaints about processes
+		# of other user namespaces it may not inspect.
 		command -v fuser >/dev/null 2>&1 && [ -e "$sock" ] &&
-			fuser -v "$sock" 2>&1
+			fuser -v "$sock" 2>&1 | grep -v '^Cannot stat '
 		echo "--- stat $sock"
 		stat "$sock" 2>&1
 		echo "--- processes of this run"

@@ -7,6 +7,7 @@
 # After the stop, and after the delete, nothing of the VM may remain: no
 # VMM or QEMU process, no tap, no API socket; after the delete also no
 # namespace and no VM directory.
+# shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 vm=$P-life

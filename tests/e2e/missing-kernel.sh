@@ -8,6 +8,7 @@
 #   garbage   the file exists but is no kernel, so only the VMM (QEMU,
 #             behind the emulator's InstanceStart) can refuse it.
 # Afterwards the kernel comes back and the VM is deleted cleanly.
+# shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 vm=$P-nokern
