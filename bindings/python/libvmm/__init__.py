@@ -23,6 +23,8 @@ Every failure raises VMMError.
 SPDX-License-Identifier: MIT
 """
 
+import atexit
+import contextlib
 import ctypes
 import enum
 import logging
@@ -160,34 +162,52 @@ def _last_error(code):
 
 
 class _Calls(threading.local):
-    """Per-thread bookkeeping around calls into the library.
+    """Per-thread depth of calls into the library and of callbacks from it.
 
-    While a thread is inside a libvmm call (or inside a callback the library
-    makes), releasing a handle on that thread is deferred until the
-    outermost call has returned and its error record has been read. A
-    garbage collection can run finalizers at any allocation, including in a
-    log handler the library is calling; the library forbids calls back into
-    it from a callback, and a free between a failed call and
-    vmm_error_last() must not disturb the record either.
+    While a thread is inside a libvmm call or a callback, releasing a handle
+    is deferred: a garbage collection can run finalizers at any allocation,
+    also in a log handler the library is calling (which must not call back
+    into libvmm), or between a failed call and the vmm_error_last() that
+    reads its record. Deferred releases run when a thread next leaves its
+    outermost call. A callback may also arrive on a helper thread the
+    library made, whose depth says nothing about the call that waits for
+    it, so the queue is shared by all threads.
     """
 
     def __init__(self):
         self.depth = 0
-        self.pending = []
 
 
 _calls = _Calls()
+_pending = []
+_pending_lock = threading.Lock()
+
+
+def _defer(release):
+    with _pending_lock:
+        _pending.append(release)
+
+
+def _flush():
+    while True:
+        with _pending_lock:
+            if not _pending:
+                return
+            release = _pending.pop()
+        release()
+
+
+atexit.register(_flush)
 
 
 def _enter():
     _calls.depth += 1
 
 
-def _leave():
+def _leave(callback=False):
     _calls.depth -= 1
-    if _calls.depth == 0:
-        while _calls.pending:
-            _calls.pending.pop()()
+    if _calls.depth == 0 and not callback:
+        _flush()
 
 
 def _call(fn, *args):
@@ -227,12 +247,12 @@ class _Owner:
     def acquire(self):
         with self._lock:
             if self._refs <= 0:
-                raise _invalid("libvmm: handle already released")
+                raise _invalid("libvmm: the handle is closed")
             self._refs += 1
 
     def release(self):
         if _calls.depth > 0:
-            _calls.pending.append(self.release)
+            _defer(self.release)
             return
         with self._lock:
             self._refs -= 1
@@ -243,6 +263,19 @@ class _Owner:
         self.keep = None
         if self._parent is not None:
             self._parent.release()
+
+
+@contextlib.contextmanager
+def _hold(owner, finalizer, closed_message):
+    """The owner's pointer, kept allocated for the block even if another
+    thread closes the object meanwhile."""
+    if not finalizer.alive:
+        raise _invalid(closed_message)
+    owner.acquire()
+    try:
+        yield owner.ptr
+    finally:
+        owner.release()
 
 
 def _fspath(value, what):
@@ -349,10 +382,9 @@ class Context:
         self._owner.keep = keep
         self._finalizer = weakref.finalize(self, self._owner.release)
 
-    def _ptr(self):
-        if not self._finalizer.alive:
-            raise _invalid("libvmm: the context is closed")
-        return self._owner.ptr
+    def _use(self):
+        return _hold(self._owner, self._finalizer,
+                     "libvmm: the context is closed")
 
     def close(self):
         """Release this object's hold on the C context. It is freed once
@@ -373,11 +405,13 @@ class Context:
 
     @property
     def state_dir(self) -> str:
-        return _text(_lib.vmm_context_state_dir(self._ptr()))
+        with self._use() as ptr:
+            return _text(_lib.vmm_context_state_dir(ptr))
 
     @property
     def firecracker(self) -> str:
-        return _text(_lib.vmm_context_firecracker(self._ptr()))
+        with self._use() as ptr:
+            return _text(_lib.vmm_context_firecracker(ptr))
 
     def __repr__(self):
         if self.closed:
@@ -413,7 +447,7 @@ def _log_trampoline(logger):
                            extra={"component": _text(component),
                                   "vm_name": _text(vm_name)})
         finally:
-            _leave()
+            _leave(callback=True)
     return log
 
 
@@ -423,7 +457,7 @@ def _progress_trampoline(progress):
         try:
             progress(_text(vm_name), _text(stage), done, total)
         finally:
-            _leave()
+            _leave(callback=True)
     return report
 
 
@@ -445,13 +479,15 @@ class ListEntry(NamedTuple):
 
 def _string_getter(cfn, doc):
     def get(self):
-        return _text(cfn(self._ptr()))
+        with self._serial, self._use() as ptr:
+            return _text(cfn(ptr))
     return property(get, doc=doc)
 
 
 def _int_getter(cfn, doc):
     def get(self):
-        return cfn(self._ptr())
+        with self._serial, self._use() as ptr:
+            return cfn(ptr)
     return property(get, doc=doc)
 
 
@@ -489,19 +525,20 @@ class VM:
         raise TypeError("use VM.create(), VM.open() or VM.list()")
 
     @classmethod
-    def _wrap(cls, ctx, ptr, release):
+    def _wrap(cls, ctx, owner):
         self = object.__new__(cls)
         self._context = ctx
-        self._handle = ptr
+        self._owner = owner
         self._deleted = False
-        self._finalizer = weakref.finalize(self, release)
-        self._name = _text(_lib.vmm_vm_name(ptr))
+        # The C library allows one thread at a time per handle.
+        self._serial = threading.RLock()
+        self._finalizer = weakref.finalize(self, owner.release)
+        self._name = _text(_lib.vmm_vm_name(owner.ptr))
         return self
 
     @classmethod
     def _own(cls, ctx, ptr):
-        return cls._wrap(ctx, ptr,
-                         _Owner(ptr, _lib.vmm_vm_free, ctx._owner).release)
+        return cls._wrap(ctx, _Owner(ptr, _lib.vmm_vm_free, ctx._owner))
 
     @classmethod
     def create(cls, ctx: Context, name: str, *, kernel, base_image,
@@ -544,17 +581,19 @@ class VM:
             spec.n_files = n
 
         out = ctypes.c_void_p()
-        _call(_lib.vmm_create, ctypes.byref(out), ctx._ptr(),
-              _cstr(name, "name"), ctypes.byref(spec))
-        return cls._own(ctx, out.value)
+        with ctx._use() as cptr:
+            _call(_lib.vmm_create, ctypes.byref(out), cptr,
+                  _cstr(name, "name"), ctypes.byref(spec))
+            return cls._own(ctx, out.value)
 
     @classmethod
     def open(cls, ctx: Context, name: str) -> "VM":
         """A handle to the existing VM called name."""
         out = ctypes.c_void_p()
-        _call(_lib.vmm_open, ctypes.byref(out), ctx._ptr(),
-              _cstr(name, "name"))
-        return cls._own(ctx, out.value)
+        with ctx._use() as cptr:
+            _call(_lib.vmm_open, ctypes.byref(out), cptr,
+                  _cstr(name, "name"))
+            return cls._own(ctx, out.value)
 
     @classmethod
     def list(cls, ctx: Context):
@@ -562,18 +601,19 @@ class VM:
         (name, VM, None), or (name, None, error message) for a record that
         cannot be read."""
         out = ctypes.c_void_p()
-        _call(_lib.vmm_list, ctypes.byref(out), ctx._ptr())
-        # The handles belong to the list: it is freed when the last VM
-        # taken from it is released.
-        owner = _Owner(out.value, _lib.vmm_vm_list_free, ctx._owner)
+        with ctx._use() as cptr:
+            _call(_lib.vmm_list, ctypes.byref(out), cptr)
+            # The handles belong to the list: it is freed when the last VM
+            # taken from it is released.
+            owner = _Owner(out.value, _lib.vmm_vm_list_free, ctx._owner)
         entries = []
         try:
             for i in range(_lib.vmm_vm_list_count(owner.ptr)):
                 name = _text(_lib.vmm_vm_list_name(owner.ptr, i))
                 ptr = _lib.vmm_vm_list_vm(owner.ptr, i)
                 if ptr:
-                    owner.acquire()
-                    vm = cls._wrap(ctx, ptr, owner.release)
+                    # Nothing to free of its own; it holds the list.
+                    vm = cls._wrap(ctx, _Owner(ptr, _no_free, owner))
                     entries.append(ListEntry(name, vm, None))
                 else:
                     error = _text(_lib.vmm_vm_list_error(owner.ptr, i))
@@ -584,17 +624,21 @@ class VM:
 
     # --- lifetime of the handle -------------------------------------------
 
-    def _ptr(self):
+    def _use(self):
         if self._deleted:
             raise VMMError(ErrorCode.ENOTFOUND,
                            "VM %s was deleted" % self._name)
-        if not self._finalizer.alive:
-            raise _invalid("VM %s: the handle is closed" % self._name)
-        return self._handle
+        return _hold(self._owner, self._finalizer,
+                     "VM %s: the handle is closed" % self._name)
+
+    def _do(self, fn, *args):
+        with self._serial, self._use() as ptr:
+            _call(fn, ptr, *args)
 
     def close(self):
         """Release the handle; the VM keeps running. Closing twice is
-        harmless."""
+        harmless; closing while another thread uses the handle frees it
+        when that use ends."""
         self._finalizer()
 
     @property
@@ -620,41 +664,42 @@ class VM:
         opts = _native.StartOptions()
         opts.size = ctypes.sizeof(opts)
         opts.timeout_ms = _millis(timeout, "timeout")
-        _call(_lib.vmm_start, self._ptr(), ctypes.byref(opts))
+        self._do(_lib.vmm_start, ctypes.byref(opts))
 
     def stop(self, timeout: Optional[float] = None):
         """Ctrl-Alt-Del, wait up to timeout seconds, then SIGKILL."""
-        _call(_lib.vmm_stop, self._ptr(), _millis(timeout, "timeout"))
+        self._do(_lib.vmm_stop, _millis(timeout, "timeout"))
 
     def kill(self):
         """SIGKILL the VMM and wait until it is gone."""
-        _call(_lib.vmm_kill, self._ptr())
+        self._do(_lib.vmm_kill)
 
     def pause(self):
-        _call(_lib.vmm_pause, self._ptr())
+        self._do(_lib.vmm_pause)
 
     def resume(self):
-        _call(_lib.vmm_resume, self._ptr())
+        self._do(_lib.vmm_resume)
 
     def delete(self, force: bool = False):
         """Delete the VM and everything it owns; with force, kill a
         running VMM first. The handle is released afterwards."""
-        _call(_lib.vmm_delete, self._ptr(), _DELETE_FORCE if force else 0)
-        self._deleted = True
+        with self._serial, self._use() as ptr:
+            _call(_lib.vmm_delete, ptr, _DELETE_FORCE if force else 0)
+            # From here the C handle is good for vmm_vm_free() only.
+            self._deleted = True
         self.close()
 
     def set_vcpus(self, vcpus: int):
         """Change a stopped VM's vCPU count (1 or even up to 32)."""
-        _call(_lib.vmm_set_vcpus, self._ptr(), _u32(vcpus, "vcpus"))
+        self._do(_lib.vmm_set_vcpus, _u32(vcpus, "vcpus"))
 
     def set_memory(self, memory_mib: int):
         """Change a stopped VM's memory (MiB, at least 128)."""
-        _call(_lib.vmm_set_memory, self._ptr(),
-              _u32(memory_mib, "memory_mib"))
+        self._do(_lib.vmm_set_memory, _u32(memory_mib, "memory_mib"))
 
     def refresh(self):
         """Re-read the record and the VMM's liveness."""
-        _call(_lib.vmm_vm_refresh, self._ptr())
+        self._do(_lib.vmm_vm_refresh)
 
     # --- getters ----------------------------------------------------------
 
@@ -664,7 +709,8 @@ class VM:
 
     @property
     def state(self) -> State:
-        value = _lib.vmm_vm_state(self._ptr())
+        with self._serial, self._use() as ptr:
+            value = _lib.vmm_vm_state(ptr)
         try:
             return State(value)
         except ValueError:
@@ -710,6 +756,10 @@ class VM:
         return "<libvmm.VM %r %s pid=%d>" % (self._name, self.state.name
                                              if isinstance(self.state, State)
                                              else self.state, self.pid)
+
+
+def _no_free(ptr):
+    pass
 
 
 def _overlay(value):

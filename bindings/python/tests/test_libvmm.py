@@ -494,7 +494,7 @@ class TestLogging(EmulatorTest):
         """A handle closed from a log handler (or by a collection running
         there) is freed only after the library call returns."""
         victim = self.create("victim")
-        owner = victim._finalizer.peek()[1].__self__
+        owner = victim._owner
         seen = []
 
         class Closer(logging.Handler):
@@ -564,6 +564,37 @@ class TestHandles(EmulatorTest):
         self.assertTrue(process_alive(pid))
         VM.open(ctx, "keep").kill()
         self.assertFalse(process_alive(pid))
+
+    def test_close_while_another_thread_uses_the_handle(self):
+        """The handle is freed when the call in progress returns."""
+        import threading
+        vm = self.create("busy")
+        owner = vm._owner
+        inside, closed = threading.Event(), threading.Event()
+
+        class Pause(logging.Handler):
+            def emit(self, record):
+                if record.getMessage().startswith("started VM busy"):
+                    inside.set()
+                    closed.wait(10)
+
+        pause = Pause(logging.DEBUG)
+        logger = logging.getLogger(libvmm.LOGGER_NAME)
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(pause)
+        self.addCleanup(logger.removeHandler, pause)
+        starter = threading.Thread(target=vm.start)
+        starter.start()
+        self.assertTrue(inside.wait(10), "start did not log")
+        vm.close()
+        self.assertTrue(vm.closed)
+        self.assertIsNotNone(owner.ptr, "freed during vmm_start()")
+        closed.set()
+        starter.join(10)
+        self.assertIsNone(owner.ptr, "not freed after vmm_start()")
+        with VM.open(self.ctx, "busy") as again:
+            self.assertIs(again.state, State.RUNNING)
+            again.kill()
 
     def test_vm_keeps_its_context_alive(self):
         ctx = self.context()
