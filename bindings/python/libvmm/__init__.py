@@ -51,7 +51,14 @@ def library_version():
     return _LIB_VERSION, _LIB_VERSION_NUMBER
 
 
-class ErrorCode(enum.IntEnum):
+class _Enum(enum.IntEnum):
+    """An int that prints as its name."""
+
+    def __str__(self):
+        return self.name
+
+
+class ErrorCode(_Enum):
     """vmm_error_code. A code the binding does not know stays a plain int."""
     OK = 0
     EINVAL = -1
@@ -70,21 +77,21 @@ class ErrorCode(enum.IntEnum):
     ECORRUPT = -14
 
 
-class State(enum.IntEnum):
+class State(_Enum):
     """vmm_state: what a VM is doing, as far as the host can tell."""
     STOPPED = 0
     RUNNING = 1
     PAUSED = 2
 
 
-class Overlay(enum.IntEnum):
+class Overlay(_Enum):
     """vmm_overlay_driver: how a VM's root disk is made."""
     AUTO = 0
     DM_SNAPSHOT = 1
     COPY = 2
 
 
-class LogLevel(enum.IntEnum):
+class LogLevel(_Enum):
     """vmm_log_level; lower is more severe."""
     ERROR = 1
     WARNING = 2
