@@ -118,7 +118,7 @@ cleanup() {
 			"$build_dir/tools/vmctl --state-dir $state_dir delete --force $name"
 	elif [ $vm_created -eq 1 ]; then
 		say "deleting VM $name"
-		vmctl delete --force "$name" >/dev/null 2>"$state_dir/.main-job.err" ||
+		(vmctl delete --force "$name") >/dev/null 2>"$state_dir/.main-job.err" ||
 			say "warning: vmctl delete --force $name: $(cat "$state_dir/.main-job.err")"
 		rm -f "$state_dir/.main-job.err"
 		# A VMM that outlived the delete (an interrupted start) is
@@ -231,7 +231,9 @@ step_vm() {
 	vmctl -v start "$name" || fail "vmctl start $name"
 
 	say "waiting for sshd in the guest (up to $ssh_timeout s)"
-	while ! vmctl ssh "$name" -- true 2>"$err_file"; do
+	# A subshell: a redirected function call would keep the shell's own
+	# stderr pointed at the file while an interrupt's trap runs.
+	while ! (vmctl ssh "$name" -- true) 2>"$err_file"; do
 		state=$(vmctl show "$name" --json 2>/dev/null |
 			sed -n 's/^ *"state": "\(.*\)",$/\1/p')
 		[ "$state" = running ] ||

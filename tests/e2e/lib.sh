@@ -82,9 +82,11 @@ vmctl() {
 	"$VMCTL" --state-dir "$STATE" --firecracker "$FCEMU" "$@"
 }
 
-# run CMD...: stdout in $out, stderr in $err, exit status in $rc.
+# run CMD...: stdout in $out, stderr in $err, exit status in $rc.  CMD
+# runs in a subshell, so that a trap never runs with this shell's own
+# output redirected (as it would around a redirected function call).
 run() {
-	"$@" >"$T/.out" 2>"$T/.err"
+	("$@") >"$T/.out" 2>"$T/.err"
 	rc=$?
 	out=$(cat "$T/.out")
 	err=$(cat "$T/.err")
