@@ -742,9 +742,10 @@ out:
 			describe_status(reap(emu), how, sizeof(how));
 		}
 		stderr_summary(tail, sizeof(tail));
-		if (asprintf(fault, "Failed to start the guest under %s: %s%s%s"
-			     "; QEMU's stderr: %s", emu->qemu_bin, err,
-			     died ? "; QEMU " : "", died ? how : "",
+		/* When QEMU died, how it died says more than our side. */
+		if (asprintf(fault, "Failed to start the guest under %s: "
+			     "%s%s; QEMU's stderr: %s", emu->qemu_bin,
+			     died ? "QEMU " : "", died ? how : err,
 			     tail) < 0)
 			*fault = NULL;
 		emu_log(emu, LOG_ERROR, "%s", *fault ? *fault : err);
