@@ -178,7 +178,7 @@ static int run_program(char *const argv[], int timeout_ms,
     int64_t deadline = now_ms() + timeout_ms;
     int fds[2] = { -1, -1 };
     char **env = NULL;
-    int status = 0, r;
+    int status = 0, pidfd = -1, r;
     pid_t pid;
 
     out->len = 0;
@@ -225,9 +225,15 @@ static int run_program(char *const argv[], int timeout_ms,
         output_add(out, chunk, (size_t)n);
     }
 
-    /* The output is closed; the program should be exiting. */
-    for (;;) {
+    /*
+     * The output is closed; the program should be exiting. Its pidfd wakes
+     * us the moment it has (a fixed sleep here cost every start 5 ms);
+     * without pidfds, a short back-off.
+     */
+    pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    for (useconds_t nap = 50;;) {
         pid_t w = waitpid(pid, &status, WNOHANG);
+        int64_t left = deadline - now_ms();
 
         if (w == pid)
             break;
@@ -235,7 +241,7 @@ static int run_program(char *const argv[], int timeout_ms,
             r = error_set_os(VMM_EPROCESS, errno, "waiting for %s", path);
             goto out;
         }
-        if (now_ms() >= deadline) {
+        if (left <= 0) {
             kill(pid, SIGKILL);
             while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
@@ -243,7 +249,14 @@ static int run_program(char *const argv[], int timeout_ms,
                           "killed it", path, timeout_ms / 1000);
             goto out;
         }
-        usleep(5000);
+        if (pidfd >= 0) {
+            struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+            poll(&p, 1, (int)(left > 1000 ? 1000 : left));
+        } else {
+            usleep(nap);
+            nap = nap < 5000 ? nap * 2 : 5000;
+        }
     }
     if (WIFEXITED(status))
         *status_out = WEXITSTATUS(status);
@@ -260,6 +273,8 @@ out:
         close(fds[0]);
     if (fds[1] >= 0)
         close(fds[1]);
+    if (pidfd >= 0)
+        close(pidfd);
     free(env);
     return r;
 }
