@@ -1143,7 +1143,6 @@ static int start_locked(vmm_vm *vm, uint32_t timeout_ms)
     struct patch_set ps = {0};
     struct vmm_process *p = NULL;
     struct error_snapshot first;
-    bool tap_made = false;
     char *unused = NULL;
     int netns_fd = -1, r;
 
@@ -1184,7 +1183,6 @@ static int start_locked(vmm_vm *vm, uint32_t timeout_ms)
         r = net_tap_create(vm->ctx, vm->name, &vm->rec.lease, netns_fd);
         if (r < 0)
             goto fail;
-        tap_made = true;
     }
 
     rotate_log(vm);
@@ -1251,15 +1249,9 @@ fail:
         vm->rec.has_vmm = false;
         record_write(vm->record_path, &vm->rec);
     }
-    if (tap_made && net_tap_delete(vm->rec.lease.tap, netns_fd) < 0)
-        log_warning(vm->ctx, "net", vm->name, "removing tap %s: %s",
-                    vm->rec.lease.tap, vmm_error_last()->message);
     if (netns_fd >= 0)
         close(netns_fd);
-    if (overlay_deactivate(vm->ctx, &ospec) < 0)
-        log_warning(vm->ctx, "overlay", vm->name, "%s",
-                    vmm_error_last()->message);
-    default_disk_path(vm);
+    release_runtime(vm);
     note_last_exit(vm);
     error_restore(&first);
     error_prefix("starting VM %s: ", vm->name);
