@@ -652,7 +652,8 @@ class TestHandles(EmulatorTest):
         for _ in range(10):
             [e.vm.state for e in VM.list(self.ctx)]
         grown = heap_in_use() - heap
-        print("heap %+d bytes over 1000 cycles; a handle is %d" % (grown, per_handle), file=sys.stderr)
+        sys.stderr.write("heap %+d bytes over 1000 cycles; a handle is %d "
+                         "bytes ... " % (grown, per_handle))
 
         # 1,000 cycles may grow the heap by less than 10 handles' worth.
         bound = 10 * per_handle
