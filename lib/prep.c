@@ -472,6 +472,38 @@ done:
     return r;
 }
 
+int prep_check_clean(const vmm_context *ctx, const char *vm_name,
+                     const char *disk, bool *clean)
+{
+    char *argv[] = { (char *)(test_e2fsck ? test_e2fsck : "e2fsck"),
+                     (char *)"-fn", (char *)disk, NULL };
+    struct run_output *out;
+    int status = 0, r;
+
+    *clean = false;
+    out = malloc(sizeof(*out));
+    if (out == NULL)
+        return error_set(VMM_ENOMEM, "e2fsck output buffer");
+    r = run_program(argv, FSCK_TIMEOUT_MS, out, &status);
+    if (r < 0) {
+        error_prefix("checking %s: ", disk);
+    } else if (status >= 8) {
+        char what[256];
+
+        fsck_failure_text(status, what, sizeof(what));
+        r = error_set(VMM_EDISK, "e2fsck -fn %s failed with exit status %d "
+                      "(%s): %s", disk, status, what, output_tail(out, 400));
+    } else {
+        /* -n answers "no" to every question; a summary counter that is
+         * off is asked about without setting any exit bit. */
+        *clean = status == 0 && strstr(out->buf, "? no") == NULL;
+        log_debug(ctx, COMPONENT, vm_name, "e2fsck -fn %s: %s (exit %d)",
+                  disk, *clean ? "clean" : "not clean", status);
+    }
+    free(out);
+    return r;
+}
+
 int prep_grow_fs(const vmm_context *ctx, const char *vm_name,
                  const char *disk)
 {

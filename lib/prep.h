@@ -57,6 +57,15 @@ int prep_fsck(const vmm_context *ctx, const char *vm_name, const char *disk,
               struct prep_fsck_result *result);
 
 /*
+ * Runs `e2fsck -fn` on disk, which changes nothing, and sets *clean when
+ * it found nothing to fix (no error, no question asked, nothing to
+ * replay). A failure to run e2fsck at all
+ * (exit status 8 and above) is an error; a dirty filesystem is not.
+ */
+int prep_check_clean(const vmm_context *ctx, const char *vm_name,
+                     const char *disk, bool *clean);
+
+/*
  * Opens the filesystem once and applies the patches in order.
  *
  * Paths resolve inside the guest, component by component: symlinks are

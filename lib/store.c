@@ -380,6 +380,7 @@ int record_write(const char *path, const struct vm_record *rec)
     gen_str(g, "ssh_authorized_keys", rec->ssh_authorized_keys);
     gen_str(g, "netns", rec->netns);
     gen_bool(g, "own_netns", rec->own_netns);
+    gen_bool(g, "pristine", rec->pristine);
 
     gen_key(g, "net");
     if (rec->has_net) {
@@ -584,6 +585,7 @@ static void read_fields(struct reader *rd, struct vm_record *rec)
     rec->ssh_authorized_keys = get_str(rd, root, "ssh_authorized_keys", true);
     rec->netns = get_str(rd, root, "netns", true);
     rec->own_netns = get_bool(rd, root, "own_netns");
+    rec->pristine = get_bool(rd, root, "pristine");
 
     v = field(rd, root, "net");
     if (v != NULL && YAJL_IS_OBJECT(v)) {

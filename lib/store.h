@@ -55,6 +55,8 @@ struct vm_record {
     bool own_netns;   /* created with the VM, removed with it */
     struct record_file *files;
     size_t n_files;
+    bool pristine;    /* the disk is a copy or snapshot of a base image
+                         known clean, and no start has touched it yet */
     bool has_vmm;     /* a VMM was started and not seen to end */
     int32_t pid;
     uint64_t start_time;

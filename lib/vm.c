@@ -859,8 +859,82 @@ static int save_files(vmm_vm *vm, const vmm_guest_file *files, uint32_t n)
     return 0;
 }
 
+/* What identifies one version of a base image's content. */
+struct base_stamp {
+    uint64_t dev, ino, size, mtime_ns, ctime_ns;
+};
+
+static int base_stamp(const char *path, struct base_stamp *st_out)
+{
+    struct stat st;
+
+    if (stat(path, &st) < 0)
+        return error_set_os(VMM_EIO, errno, "base image %s", path);
+    *st_out = (struct base_stamp){
+        .dev = st.st_dev, .ino = st.st_ino, .size = (uint64_t)st.st_size,
+        .mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000u +
+                    (uint64_t)st.st_mtim.tv_nsec,
+        .ctime_ns = (uint64_t)st.st_ctim.tv_sec * 1000000000u +
+                    (uint64_t)st.st_ctim.tv_nsec,
+    };
+    return 0;
+}
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+
+    for (; *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3u;
+    return h;
+}
+
+/*
+ * Whether a base image, as it is now, passed `e2fsck -fn`. The answer is
+ * kept per state directory under bases/, keyed by the image's path and
+ * stamped with its device, inode, size and times, so each version of a
+ * base is checked once, not at every create.
+ */
+static bool base_known_clean(vmm_vm *vm, const struct base_stamp *stamp)
+{
+    char *marker = NULL, *dir = NULL, *text = NULL, line[160];
+    const char *base = vm->rec.base_image;
+    bool clean = false;
+
+    snprintf(line, sizeof(line), "%" PRIu64 " %" PRIu64 " %" PRIu64 " %"
+             PRIu64 " %" PRIu64 "\n", stamp->dev, stamp->ino, stamp->size,
+             stamp->mtime_ns, stamp->ctime_ns);
+    dir = xasprintf("%s/bases", vm->ctx->state_dir);
+    if (dir == NULL)
+        goto out;
+    marker = xasprintf("%s/%016" PRIx64, dir, fnv1a(base));
+    if (marker == NULL)
+        goto out;
+    if (store_read_file(marker, 4096, &text, NULL) == 0 &&
+        strcmp(text, line) == 0) {
+        clean = true;
+        goto out;
+    }
+
+    if (prep_check_clean(vm->ctx, vm->name, base, &clean) < 0) {
+        log_warning(vm->ctx, "prep", vm->name, "%s",
+                    vmm_error_last()->message);
+        clean = false;
+    } else if (clean && store_mkdirs(dir, 0700) == 0) {
+        store_write_file(marker, line, strlen(line), 0600);
+    }
+
+out:
+    error_reset();
+    free(text);
+    free(marker);
+    free(dir);
+    return clean;
+}
+
 static int build(vmm_vm *vm, const vmm_vm_spec *spec)
 {
+    struct base_stamp before, after;
     struct overlay_spec ospec = overlay_spec_of(vm);
     const char *host;
     int r;
@@ -878,9 +952,18 @@ static int build(vmm_vm *vm, const vmm_vm_spec *spec)
         close(fd);
     }
 
+    r = base_stamp(vm->rec.base_image, &before);
+    if (r < 0)
+        return r;
     r = overlay_create(vm->ctx, &ospec);
     if (r < 0)
         return r;
+    /* A copy of a clean base needs no e2fsck before its first patch; the
+     * base must not have changed while it was copied. */
+    vm->rec.pristine = base_known_clean(vm, &before) &&
+                       base_stamp(vm->rec.base_image, &after) == 0 &&
+                       memcmp(&before, &after, sizeof(before)) == 0;
+    error_reset();
 
     host = vm->rec.has_net ? vm->rec.lease.guest_ip : vm->name;
     r = prep_make_host_keys(vm->ctx, vm->name, vm->dir, host,
@@ -1144,6 +1227,7 @@ static int start_locked(vmm_vm *vm, uint32_t timeout_ms)
     struct vmm_process *p = NULL;
     struct error_snapshot first;
     char *unused = NULL;
+    bool pristine;
     int netns_fd = -1, r;
 
     if (vm->state != VMM_VM_STOPPED)
@@ -1157,9 +1241,15 @@ static int start_locked(vmm_vm *vm, uint32_t timeout_ms)
         (r = resolve_input("initrd", vm->rec.initrd, false, &unused)) < 0)
         return r;
     free(unused);
-    /* A VMM that died unseen is recorded as gone before anything new. */
-    if (vm->rec.has_vmm) {
+    /*
+     * A VMM that died unseen is recorded as gone before anything new, and
+     * a pristine disk stops being one before it is patched: a crash while
+     * patching must not spare the next start its e2fsck.
+     */
+    pristine = vm->rec.pristine;
+    if (vm->rec.has_vmm || pristine) {
         vm->rec.has_vmm = false;
+        vm->rec.pristine = false;
         r = record_write(vm->record_path, &vm->rec);
         if (r < 0)
             return r;
@@ -1169,9 +1259,15 @@ static int start_locked(vmm_vm *vm, uint32_t timeout_ms)
     if (r < 0)
         goto fail;
     r = make_patch_set(vm, &ps);
-    if (r == 0)
+    if (r == 0 && pristine) {
+        log_debug(vm->ctx, "prep", vm->name, "no e2fsck before the first "
+                  "patch: the disk is an untouched copy of a base image "
+                  "that passed e2fsck -fn");
+        r = prep_patch(vm->ctx, vm->name, vm->disk, ps.patches, ps.count);
+    } else if (r == 0) {
         r = prep_run(vm->ctx, vm->name, vm->disk, ps.patches, ps.count,
                      &fsck);
+    }
     patch_set_clear(&ps);
     if (r < 0)
         goto fail;

@@ -467,6 +467,82 @@ START_TEST(failed_start_leaves_no_process)
 }
 END_TEST
 
+/* Log lines of the library, for tests that check what it decided. */
+static char log_text[16384];
+
+static void capture_log(int32_t level, const char *component,
+                        const char *vm_name, const char *message, void *user)
+{
+    size_t len = strlen(log_text);
+
+    (void)level;
+    (void)vm_name;
+    (void)user;
+    snprintf(log_text + len, sizeof(log_text) - len, "[%s] %s\n", component,
+             message);
+}
+
+static vmm_context *logging_context(void)
+{
+    vmm_context_options o = VMM_CONTEXT_OPTIONS_INIT;
+    vmm_context *c;
+
+    o.state_dir = state_dir;
+    o.firecracker = getenv("FC_EMULATOR");
+    o.log_fn = capture_log;
+    o.log_level = VMM_LOG_DEBUG;
+    ck_assert_int_eq(vmm_context_new(&c, &o), 0);
+    log_text[0] = '\0';
+    return c;
+}
+
+/*
+ * The first start of a copy of a base image known clean patches without
+ * e2fsck; every later start, and any copy of a dirty base, runs it.
+ */
+START_TEST(fsck_skipped_only_for_a_pristine_copy)
+{
+    vmm_context *c = logging_context();
+    vmm_vm_spec s = base_spec();
+    vmm_vm *a, *b, *d;
+
+    ck_assert_int_eq(vmm_create(&a, c, "first", &s), 0);
+    ck_assert_ptr_nonnull(strstr(log_text, "e2fsck -fn"));
+    ck_assert_ptr_nonnull(strstr(log_text, ": clean"));
+
+    /* The base's verdict is kept: a second copy does not check again. */
+    log_text[0] = '\0';
+    ck_assert_int_eq(vmm_create(&b, c, "second", &s), 0);
+    ck_assert_ptr_null(strstr(log_text, "e2fsck -fn"));
+
+    log_text[0] = '\0';
+    ck_assert_int_eq(vmm_start(a, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(log_text, "no e2fsck before the first"));
+    ck_assert_int_eq(vmm_kill(a), 0);
+    log_text[0] = '\0';
+    ck_assert_int_eq(vmm_start(a, NULL), 0);
+    ck_assert_ptr_null(strstr(log_text, "no e2fsck before the first"));
+    ck_assert_int_eq(vmm_kill(a), 0);
+
+    /* A base that changed is checked again; a dirty one is not trusted. */
+    run("debugfs -w -R 'ssv free_blocks_count 1' %s >/dev/null 2>&1",
+        rootfs);
+    log_text[0] = '\0';
+    ck_assert_int_eq(vmm_create(&d, c, "dirty", &s), 0);
+    ck_assert_ptr_nonnull(strstr(log_text, "not clean"));
+    log_text[0] = '\0';
+    ck_assert_int_eq(vmm_start(d, NULL), 0);
+    ck_assert_ptr_null(strstr(log_text, "no e2fsck before the first"));
+    ck_assert_ptr_nonnull(strstr(log_text, "e2fsck repaired"));
+    ck_assert_int_eq(vmm_kill(d), 0);
+
+    vmm_vm_free(a);
+    vmm_vm_free(b);
+    vmm_vm_free(d);
+    vmm_context_free(c);
+}
+END_TEST
+
 START_TEST(misuse)
 {
     vmm_vm_spec s = base_spec();
@@ -520,6 +596,7 @@ Suite *suite_make(void)
     tcase_add_test(tc, bad_input_leaves_nothing);
     tcase_add_test(tc, unknown_vm_and_bad_set);
     tcase_add_test(tc, failed_start_leaves_no_process);
+    tcase_add_test(tc, fsck_skipped_only_for_a_pristine_copy);
     tcase_add_test(tc, misuse);
     suite_add_tcase(s, tc);
     return s;
