@@ -439,6 +439,43 @@ static const char *dm_why(void)
     return dm_message[0] ? dm_message : "device-mapper refused it";
 }
 
+/*
+ * libdevmapper only queues its /dev/mapper node changes; with udev
+ * synchronisation off they run when asked to. Where that did not leave a
+ * node of the device's number (no udev rules, a node left by an earlier
+ * device of the same name), the node is made here.
+ */
+static int dm_node_ensure(const char *name, const struct dm_info *info)
+{
+    dev_t want = makedev(info->major, info->minor);
+    char path[sizeof("/dev/mapper/") + OVERLAY_DM_NAME_MAX];
+    struct stat st;
+
+    dm_task_update_nodes();
+    snprintf(path, sizeof(path), "/dev/mapper/%s", name);
+    if (stat(path, &st) == 0 && S_ISBLK(st.st_mode) && st.st_rdev == want)
+        return 0;
+    if (unlink(path) < 0 && errno != ENOENT)
+        return error_set_os(VMM_EIO, errno, "removing stale node %s", path);
+    if (mknod(path, S_IFBLK | 0600, want) < 0)
+        return error_set_os(VMM_EIO, errno, "making device node %s (%u:%u)",
+                            path, info->major, info->minor);
+    return 0;
+}
+
+/* After a removal: the queued node deletion, and any node it missed. */
+static void dm_node_drop(const char *name)
+{
+    char path[sizeof("/dev/mapper/") + OVERLAY_DM_NAME_MAX];
+    struct stat st;
+
+    dm_task_update_nodes();
+    snprintf(path, sizeof(path), "/dev/mapper/%s", name);
+    if (lstat(path, &st) == 0 && (S_ISBLK(st.st_mode) ||
+                                  S_ISLNK(st.st_mode)))
+        unlink(path);
+}
+
 static int dm_info_of(const char *name, struct dm_info *info)
 {
     struct dm_task *dmt = dm_task_create(DM_DEVICE_INFO);
@@ -474,6 +511,55 @@ static int dm_status_of(const char *name, struct overlay_dm_status *st)
         goto out;
     }
     r = overlay_dm_parse_status(params ? params : "", st);
+
+out:
+    dm_task_destroy(dmt);
+    return r;
+}
+
+/* Whether the loop device MAJ:MIN is backed by file (compared by path:
+ * the kernel's record of a deleted file ends in " (deleted)"). */
+static bool loop_backed_by(const char *majmin, const char *file)
+{
+    char path[128], backing[4096], real[4096];
+
+    snprintf(path, sizeof(path), "/sys/dev/block/%s/loop/backing_file",
+             majmin);
+    return realpath(file, real) != NULL &&
+           read_sys_line(path, backing, sizeof(backing)) &&
+           strcmp(backing, real) == 0;
+}
+
+/*
+ * Whether the snapshot device `name` is the one of this base image and
+ * COW. A crash that also lost the VM's directory leaves a device whose
+ * COW is a deleted file; a later VM of the same name must not inherit it.
+ * A device that is not a snapshot is not libvmm's: VMM_EDISK.
+ */
+static int dm_table_is_for(const char *name, const char *base,
+                           const char *cow, bool *match)
+{
+    struct dm_task *dmt = dm_task_create(DM_DEVICE_TABLE);
+    char *type = NULL, *params = NULL, origin[32], cow_dev[32];
+    uint64_t start, length;
+    int r = 0;
+
+    *match = false;
+    if (dmt == NULL)
+        return error_set(VMM_ENOMEM, "dm task for %s", name);
+    if (!dm_task_set_name(dmt, name) || !dm_task_run(dmt)) {
+        r = error_set(VMM_EIO, "dm table of %s: %s", name, dm_why());
+        goto out;
+    }
+    dm_get_next_target(dmt, NULL, &start, &length, &type, &params);
+    if (type == NULL || strcmp(type, "snapshot") != 0) {
+        r = error_set(VMM_EDISK, "dm device %s is not a snapshot (%s); "
+                      "not libvmm's", name, type ? type : "no table");
+        goto out;
+    }
+    if (params != NULL &&
+        sscanf(params, "%31s %31s", origin, cow_dev) == 2)
+        *match = loop_backed_by(origin, base) && loop_backed_by(cow_dev, cow);
 
 out:
     dm_task_destroy(dmt);
@@ -522,10 +608,14 @@ static int dm_remove(const char *name)
     size_t n, len = 0;
 
     for (int attempt = 0; attempt < REMOVE_TRIES; attempt++) {
-        if (dm_remove_once(name, &os_error) == 0)
+        if (dm_remove_once(name, &os_error) == 0) {
+            dm_node_drop(name);
             return 0;
-        if (dm_info_of(name, &info) == 0 && !info.exists)
+        }
+        if (dm_info_of(name, &info) == 0 && !info.exists) {
+            dm_node_drop(name);
             return 0; /* someone else removed it */
+        }
         if (os_error != EBUSY && info.open_count == 0)
             return error_set_os(VMM_EIO, os_error, "removing dm device %s: "
                                 "%s", name, dm_why());
@@ -589,12 +679,27 @@ int overlay_dm_activate(const vmm_context *ctx,
     if (r < 0)
         return r;
     if (info.exists) {
-        r = dm_status_of(name, &st);
-        if (r == 0)
-            r = overlay_dm_check_status(&st, name);
-        if (r == 0)
-            snprintf(path_out, size, "/dev/mapper/%s", name);
-        return r;
+        bool ours;
+
+        r = dm_table_is_for(name, spec->base_image, cow, &ours);
+        if (r < 0)
+            return r;
+        if (ours) {
+            r = dm_status_of(name, &st);
+            if (r == 0)
+                r = overlay_dm_check_status(&st, name);
+            if (r == 0)
+                r = dm_node_ensure(name, &info);
+            if (r == 0)
+                snprintf(path_out, size, "/dev/mapper/%s", name);
+            return r;
+        }
+        log_warning(ctx, COMPONENT, spec->vm_name, "dm device %s is left "
+                    "over from an earlier disk of that name (another COW "
+                    "or base image); removing it", name);
+        r = dm_remove(name);
+        if (r < 0)
+            return r;
     }
 
     /* No device: loop devices of ours still attached are a crash's. */
@@ -636,6 +741,10 @@ int overlay_dm_activate(const vmm_context *ctx,
     r = dm_status_of(name, &st);
     if (r == 0)
         r = overlay_dm_check_status(&st, name);
+    if (r == 0)
+        r = dm_info_of(name, &info);
+    if (r == 0)
+        r = dm_node_ensure(name, &info);
     if (r < 0) {
         char keep[1024];
 
