@@ -130,6 +130,7 @@ VMM_EXPORT int vmm_context_new(vmm_context **out,
     ctx = calloc(1, sizeof(*ctx));
     if (ctx == NULL)
         return error_set(VMM_ENOMEM, "allocating a context");
+    ctx->refs = 1;
 
     r = parse_pool(o.net_pool ? o.net_pool : DEFAULT_NET_POOL,
                    &ctx->net_pool_addr, &ctx->net_pool_prefix);
@@ -159,37 +160,40 @@ VMM_EXPORT int vmm_context_new(vmm_context **out,
     return 0;
 
 fail:
-    vmm_context_free(ctx);
+    context_unref(ctx);
     return r;
 }
 
-VMM_EXPORT void vmm_context_free(vmm_context *ctx)
+vmm_context *context_ref(vmm_context *ctx)
 {
-    if (ctx == NULL)
+    __atomic_add_fetch(&ctx->refs, 1, __ATOMIC_RELAXED);
+    return ctx;
+}
+
+void context_unref(vmm_context *ctx)
+{
+    if (ctx == NULL || __atomic_sub_fetch(&ctx->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
     free(ctx->state_dir);
     free(ctx->firecracker);
     free(ctx);
 }
 
+VMM_EXPORT void vmm_context_free(vmm_context *ctx)
+{
+    context_unref(ctx);
+}
+
+/* Getters leave the error record alone, so a binding may call them while
+ * it reads an error. */
 VMM_EXPORT const char *vmm_context_state_dir(const vmm_context *ctx)
 {
-    error_reset();
-    if (ctx == NULL) {
-        error_set(VMM_EINVAL, "vmm_context_state_dir: ctx is NULL");
-        return NULL;
-    }
-    return ctx->state_dir;
+    return ctx ? ctx->state_dir : NULL;
 }
 
 VMM_EXPORT const char *vmm_context_firecracker(const vmm_context *ctx)
 {
-    error_reset();
-    if (ctx == NULL) {
-        error_set(VMM_EINVAL, "vmm_context_firecracker: ctx is NULL");
-        return NULL;
-    }
-    return ctx->firecracker;
+    return ctx ? ctx->firecracker : NULL;
 }
 
 void log_emit(const vmm_context *ctx, int level, const char *component,

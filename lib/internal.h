@@ -49,6 +49,7 @@ void error_restore(const struct error_snapshot *s);
 /* --- context.c: settings and logging ------------------------------------- */
 
 struct vmm_context {
+    int refs; /* the caller's, and one per VM handle made through it */
     char *state_dir;
     char *firecracker;
     vmm_log_fn log_fn;
@@ -60,6 +61,10 @@ struct vmm_context {
     uint32_t net_pool_addr; /* host byte order */
     uint32_t net_pool_prefix;
 };
+
+/* Handles keep their context alive: vmm_context_free only drops a ref. */
+vmm_context *context_ref(vmm_context *ctx);
+void context_unref(vmm_context *ctx);
 
 /* Deliver a message to the context's log callback, if any. ctx may be NULL. */
 void log_emit(const vmm_context *ctx, int level, const char *component,

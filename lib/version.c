@@ -5,7 +5,6 @@
 
 VMM_EXPORT const char *vmm_version(uint32_t *number)
 {
-    error_reset();
     if (number != NULL)
         *number = VMM_VERSION_NUMBER;
     return VMM_VERSION_STRING;

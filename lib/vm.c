@@ -124,6 +124,7 @@ VMM_EXPORT void vmm_vm_free(vmm_vm *vm)
     if (vm == NULL)
         return;
     vm_free_fields(vm);
+    context_unref(vm->ctx);
     free(vm);
 }
 
@@ -136,7 +137,7 @@ static int vm_new(vmm_context *ctx, const char *name, vmm_vm **out)
     vm = calloc(1, sizeof(*vm));
     if (vm == NULL)
         return error_set(VMM_ENOMEM, "allocating VM %s", name);
-    vm->ctx = ctx;
+    vm->ctx = context_ref(ctx);
     vm->name = xstrdup(name);
     vm->dir = xasprintf("%s/vms/%s", ctx->state_dir, name);
     if (vm->name == NULL || vm->dir == NULL)
@@ -615,8 +616,8 @@ static int record_from_spec(const char *name, const vmm_vm_spec *spec,
     if (spec->flags & ~known_flags)
         return error_set(VMM_EINVAL, "spec flags %#x: unknown bits %#x",
                          spec->flags, spec->flags & ~known_flags);
-    if (spec->reserved != 0)
-        return error_set(VMM_EINVAL, "spec reserved field must be 0");
+    if (spec->reserved != 0 || spec->reserved2 != 0)
+        return error_set(VMM_EINVAL, "spec reserved fields must be 0");
     if ((spec->flags & VMM_VM_OWN_NETNS) && spec->netns != NULL)
         return error_set(VMM_EINVAL, "spec names netns \"%s\" and asks for "
                          "its own namespace too", spec->netns);

@@ -28,9 +28,11 @@ typedef enum vmm_log_level {
  * @param message    the formatted message, without a trailing newline
  * @param user       the log_user pointer given in the options
  *
- * All strings are borrowed for the duration of the call. The callback may
- * be called from any thread that uses the context, and must not call back
- * into libvmm.
+ * All strings are borrowed for the duration of the call; text is UTF-8
+ * (in practice ASCII, plus file names as given). The callback is called on
+ * the thread that made the libvmm call, and must not call back into
+ * libvmm. It, and its user pointer, must stay valid while the context is
+ * in use (see vmm_context_free()).
  */
 typedef void (*vmm_log_fn)(int32_t level, const char *component,
                            const char *vm_name, const char *message,
@@ -44,6 +46,9 @@ typedef void (*vmm_log_fn)(int32_t level, const char *component,
  * @param done     units done so far
  * @param total    units in all, or 0 when unknown
  * @param user     the progress_user pointer given in the options
+ *
+ * Called on the thread that made the libvmm call; the rules of
+ * vmm_log_fn apply.
  */
 typedef void (*vmm_progress_fn)(const char *vm_name, const char *stage,
                                 uint64_t done, uint64_t total, void *user);
@@ -111,9 +116,12 @@ VMM_EXPORT int vmm_context_new(vmm_context **out,
                                const vmm_context_options *opts);
 
 /**
- * Release a context. Running VMs are not touched.
+ * Release the caller's reference to a context. Running VMs are not
+ * touched.
  *
- * Every VM handle obtained through the context must be released first.
+ * VM handles and lists obtained through the context hold references of
+ * their own, so the context's memory, with its callbacks and their user
+ * pointers, stays in use until the last of them is released too.
  *
  * @param ctx  the context, or NULL (then nothing happens)
  */
@@ -122,16 +130,16 @@ VMM_EXPORT void vmm_context_free(vmm_context *ctx);
 /**
  * The context's state directory.
  *
- * @return a borrowed string, valid until vmm_context_free(); NULL only when
- *         ctx is NULL.
+ * @return a borrowed string, valid while the context is in use; NULL only
+ *         when ctx is NULL. Leaves the error record alone.
  */
 VMM_EXPORT const char *vmm_context_state_dir(const vmm_context *ctx);
 
 /**
  * The firecracker binary the context runs, as configured.
  *
- * @return a borrowed string, valid until vmm_context_free(); NULL only when
- *         ctx is NULL.
+ * @return a borrowed string, valid while the context is in use; NULL only
+ *         when ctx is NULL. Leaves the error record alone.
  */
 VMM_EXPORT const char *vmm_context_firecracker(const vmm_context *ctx);
 

@@ -60,8 +60,10 @@ typedef struct vmm_error {
 /**
  * The calling thread's last-error record.
  *
- * Every public call resets it on entry, so it describes the most recent
- * call made by this thread.
+ * Every public call that can fail resets it on entry, so it describes the
+ * most recent such call made by this thread. Getters, release functions
+ * (vmm_*_free), vmm_version() and vmm_strerror() never change it, so a
+ * program or binding may call them while it reads an error.
  *
  * @return a borrowed pointer, valid until the next libvmm call on this
  *         thread; never NULL.

@@ -92,12 +92,14 @@ typedef struct vmm_vm_spec {
     const vmm_guest_file *files;
     /** Number of entries in files. */
     uint32_t n_files;
+    /** Reserved; must be 0. Holds the place a later field will take. */
+    uint32_t reserved2;
 } vmm_vm_spec;
 
 /** Initializer for vmm_vm_spec: every field at its default. */
 #define VMM_VM_SPEC_INIT \
     { sizeof(vmm_vm_spec), 0, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, \
-      NULL, NULL, NULL, 0 }
+      NULL, NULL, NULL, 0, 0 }
 
 /**
  * Create a VM: record it, build its root disk over the base image, make

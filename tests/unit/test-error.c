@@ -48,10 +48,30 @@ END_TEST
 
 START_TEST(reset_on_public_call)
 {
+    vmm_context *ctx;
+
     error_set(VMM_EINVAL, "something");
-    vmm_version(NULL);
+    ck_assert_int_eq(vmm_context_new(&ctx, NULL), 0);
     ck_assert_int_eq(vmm_error_last()->code, 0);
     ck_assert_str_eq(vmm_error_last()->message, "");
+    vmm_context_free(ctx);
+}
+END_TEST
+
+/* Getters and releases may be called while an error is being read. */
+START_TEST(getters_keep_the_record)
+{
+    vmm_context *ctx;
+
+    ck_assert_int_eq(vmm_context_new(&ctx, NULL), 0);
+    error_set(VMM_EBUSY, "kept");
+    vmm_version(NULL);
+    vmm_strerror(VMM_EIO);
+    vmm_context_state_dir(ctx);
+    vmm_context_firecracker(NULL);
+    vmm_context_free(ctx);
+    ck_assert_int_eq(vmm_error_last()->code, VMM_EBUSY);
+    ck_assert_str_eq(vmm_error_last()->message, "kept");
 }
 END_TEST
 
@@ -118,6 +138,7 @@ Suite *suite_make(void)
     tcase_add_test(tc, os_error_appends_strerror);
     tcase_add_test(tc, api_error_keeps_fault_verbatim);
     tcase_add_test(tc, reset_on_public_call);
+    tcase_add_test(tc, getters_keep_the_record);
     tcase_add_test(tc, prefix);
     tcase_add_test(tc, long_message_truncated_not_overflowing);
     tcase_add_test(tc, thread_local);

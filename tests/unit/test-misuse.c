@@ -97,7 +97,6 @@ START_TEST(null_handles)
 {
     vmm_context_free(NULL);
     ck_assert_ptr_null(vmm_context_state_dir(NULL));
-    ck_assert_vmm_error(VMM_EINVAL, "ctx is NULL");
     ck_assert_ptr_null(vmm_context_firecracker(NULL));
     ck_assert_ptr_nonnull(vmm_version(NULL));
 }

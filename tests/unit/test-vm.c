@@ -543,6 +543,25 @@ START_TEST(fsck_skipped_only_for_a_pristine_copy)
 }
 END_TEST
 
+/* A handle keeps its context alive after the caller releases it. */
+START_TEST(handle_outlives_context)
+{
+    vmm_context *c = logging_context();
+    vmm_vm_spec s = base_spec();
+    vmm_vm *vm;
+
+    ck_assert_int_eq(vmm_create(&vm, c, "orphan", &s), 0);
+    vmm_context_free(c);
+    log_text[0] = '\0';
+    ck_assert_int_eq(vmm_start(vm, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(log_text, "started VM orphan"));
+    ck_assert_int_eq(vmm_vm_refresh(vm), 0);
+    ck_assert_int_eq(vmm_vm_state(vm), VMM_VM_RUNNING);
+    ck_assert_int_eq(vmm_delete(vm, VMM_DELETE_FORCE), 0);
+    vmm_vm_free(vm);
+}
+END_TEST
+
 START_TEST(misuse)
 {
     vmm_vm_spec s = base_spec();
@@ -597,6 +616,7 @@ Suite *suite_make(void)
     tcase_add_test(tc, unknown_vm_and_bad_set);
     tcase_add_test(tc, failed_start_leaves_no_process);
     tcase_add_test(tc, fsck_skipped_only_for_a_pristine_copy);
+    tcase_add_test(tc, handle_outlives_context);
     tcase_add_test(tc, misuse);
     suite_add_tcase(s, tc);
     return s;

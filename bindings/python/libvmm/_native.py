@@ -89,6 +89,7 @@ class VMSpec(ctypes.Structure):
         ("netns", ctypes.c_char_p),
         ("files", ctypes.POINTER(GuestFile)),
         ("n_files", ctypes.c_uint32),
+        ("reserved2", ctypes.c_uint32),
     ]
 
 
