@@ -579,6 +579,9 @@ static _Noreturn void run_keeper(const struct launch *l)
     siginfo_t si;
     pid_t vmm;
 
+    /* Named for what it is: ps would otherwise show the embedding
+     * program's command line for as long as the VM runs. */
+    prctl(PR_SET_NAME, "libvmm-keeper");
     /* Orphans of a daemonizing firecracker come to us, not to init. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     sigaction(SIGPIPE, &ign, NULL);

@@ -34,6 +34,10 @@ static const char ssh_help[] =
     "enters that namespace first. A VM that is not running is reported as\n"
     "such (exit status 3) rather than tried.\n"
     "\n"
+    "A single COMMAND word is handed to the guest's shell as it is, so\n"
+    "'ls /root | wc -l' works; with ARGS, every word arrives intact, as\n"
+    "its own argument: vmctl ssh vm1 -- sh -c 'echo hi > /tmp/f'.\n"
+    "\n"
     "  -i, --identity KEY    private key to use (default: vmctl's own,\n"
     "                        STATE_DIR/ssh/id_ed25519)\n";
 
@@ -199,12 +203,41 @@ static int enter_netns(struct vmctl *v, const char *name, const char *netns)
     return 0;
 }
 
+/*
+ * ssh joins the words of a remote command with spaces and gives the line
+ * to the guest's shell; single-quoting each word keeps it one argument.
+ */
+static char *shell_quote(const char *word)
+{
+    size_t len = 2;
+    char *out, *p;
+
+    for (const char *c = word; *c != '\0'; c++)
+        len += *c == '\'' ? 4 : 1;
+    out = malloc(len + 1);
+    if (out == NULL)
+        return NULL;
+    p = out;
+    *p++ = '\'';
+    for (const char *c = word; *c != '\0'; c++) {
+        if (*c == '\'') {
+            memcpy(p, "'\\''", 4);
+            p += 4;
+        } else {
+            *p++ = *c;
+        }
+    }
+    *p++ = '\'';
+    *p = '\0';
+    return out;
+}
+
 int cmd_ssh(struct vmctl *v, int argc, char **argv)
 {
     struct vmctl_args it = VMCTL_ARGS_INIT(argc, argv);
     const char *name = NULL, *identity = NULL, *val;
     char *own_key = NULL, *known = NULL, *target = NULL;
-    char **cmd = NULL, **args = NULL;
+    char **cmd = NULL, **args = NULL, **quoted = NULL;
     int ncmd = 0, n = 0, id, r;
     vmm_vm *vm = NULL;
     struct stat st;
@@ -285,8 +318,17 @@ int cmd_ssh(struct vmctl *v, int argc, char **argv)
     args[n++] = "ConnectTimeout=" SSH_CONNECT_TIMEOUT;
     args[n++] = "--";
     args[n++] = target;
-    for (int i = 0; i < ncmd; i++)
-        args[n++] = cmd[i];
+    if (ncmd > 1 && (quoted = calloc((size_t)ncmd, sizeof(*quoted))) == NULL) {
+        r = vmctl_fail(v, name, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < ncmd; i++) {
+        if (quoted != NULL && (quoted[i] = shell_quote(cmd[i])) == NULL) {
+            r = vmctl_fail(v, name, "out of memory");
+            goto out;
+        }
+        args[n++] = quoted != NULL ? quoted[i] : cmd[i];
+    }
     args[n] = NULL;
 
     if (vmm_vm_netns(vm) != NULL && (r = enter_netns(v, name, vmm_vm_netns(vm))) != 0)
@@ -297,6 +339,9 @@ int cmd_ssh(struct vmctl *v, int argc, char **argv)
 
 out:
     vmm_vm_free(vm);
+    for (int i = 0; quoted != NULL && i < ncmd; i++)
+        free(quoted[i]);
+    free(quoted);
     free(args);
     free(own_key);
     free(known);

@@ -121,12 +121,25 @@ if [ -f "$T/ssh.args" ]; then
     [ "$nsino" = "$(stat -L -c %i "/run/netns/$ns")" ] && pass "ssh ran inside $ns" ||
         fail "ssh ran in netns inode $nsino, not in $ns"
     for want in "-i $STATE/ssh/id_ed25519" "UserKnownHostsFile=$(field "$vm2" known_hosts)" \
-        "StrictHostKeyChecking=yes" "BatchMode=yes" "-- root@$(field "$vm2" guest_ip) uname -a"; do
+        "StrictHostKeyChecking=yes" "BatchMode=yes" "-- root@$(field "$vm2" guest_ip) 'uname' '-a'"; do
         [[ " $args" == *" $want"* ]] || fail "ssh arguments lack '$want': $args"
     done
 else
     fail "vmctl ssh did not run ssh"
 fi
+# Several words arrive intact (quoted for the guest's shell); a single word
+# is a command line for that shell, as ssh itself has it.
+run env PATH="$T/bin:$PATH" SSH_ARGS_FILE="$T/ssh.args" \
+    "$VMCTL" --state-dir "$STATE" ssh "$vm2" -- sh -c "echo it's > /tmp/f"
+got=$(head -n -1 "$T/ssh.args" | tail -n 3 | tr '\n' ' ')
+want="'sh' '-c' 'echo it'\\''s > /tmp/f' "
+[ "$got" = "$want" ] && pass "ssh words quoted one by one" ||
+    fail "ssh words: got [$got], want [$want]"
+run env PATH="$T/bin:$PATH" SSH_ARGS_FILE="$T/ssh.args" \
+    "$VMCTL" --state-dir "$STATE" ssh "$vm2" -- 'ls /root | wc -l'
+got=$(head -n -1 "$T/ssh.args" | tail -n 1)
+[ "$got" = "ls /root | wc -l" ] && pass "a single command word passes as is" ||
+    fail "single command word: got [$got]"
 expect_ok "delete --force ssh VM" vmctl delete --force "$vm2"
 
 expect_ok "delete" vmctl delete "$vm"
