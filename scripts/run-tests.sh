@@ -4,19 +4,32 @@
 # AddressSanitizer and UndefinedBehaviorSanitizer. Ends with one line,
 # "N passed, N failed, N skipped", counted from meson's test logs.
 #
-# Usage: scripts/run-tests.sh [--no-sanitize] [MESON TEST ARGS...]
+# Usage: scripts/run-tests.sh [--no-sanitize] [--no-images] [MESON TEST ARGS...]
+#   --no-sanitize  skip the sanitizer build
+#   --no-images    do not build the guest images (end-to-end suites skip)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-sanitize=1
-if [ "${1:-}" = --no-sanitize ]; then
-    sanitize=0
+sanitize=1 images=1
+while [ $# -gt 0 ]; do
+    case $1 in
+    --no-sanitize) sanitize=0 ;;
+    --no-images) images=0 ;;
+    *) break ;;
+    esac
     shift
-fi
+done
 
 scripts/install-deps.sh || exit 1
 
+# The end-to-end suites boot real Debian guests; without images they skip,
+# so a failed image build fails the run rather than hiding behind skips.
 status=0
+if [ "$images" -eq 1 ] && ! scripts/build-guest-images.sh; then
+    echo "run-tests: building the guest images failed" >&2
+    status=1
+fi
+
 logs=()
 
 # run_suites DIR SETUP-ARGS...: configure DIR if needed, build, test.
