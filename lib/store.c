@@ -415,7 +415,6 @@ int record_write(const char *path, const struct vm_record *rec)
         yajl_gen_map_open(g);
         gen_int(g, "pid", rec->pid);
         gen_int(g, "start_time", (long long)rec->start_time);
-        gen_bool(g, "booted", rec->booted);
         yajl_gen_map_close(g);
     } else {
         yajl_gen_null(g);
@@ -611,7 +610,6 @@ static void read_fields(struct reader *rd, struct vm_record *rec)
         rec->has_vmm = true;
         rec->pid = (int32_t)get_uint(rd, v, "pid", INT32_MAX);
         rec->start_time = get_uint(rd, v, "start_time", INT64_MAX);
-        rec->booted = get_bool(rd, v, "booted");
     } else if (v == NULL || !YAJL_IS_NULL(v)) {
         bad(rd, "vmm", "is missing or not an object");
     }

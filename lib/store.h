@@ -60,8 +60,6 @@ struct vm_record {
     bool has_vmm;     /* a VMM was started and not seen to end */
     int32_t pid;
     uint64_t start_time;
-    bool booted;      /* InstanceStart was accepted: not a start in
-                         progress, or one interrupted */
 };
 
 void record_clear(struct vm_record *rec);

@@ -235,7 +235,6 @@ static bool settle_orphan(vmm_vm *vm, struct vmm_process *p, bool locked)
     unlink(vm->api_socket);
     release_runtime(vm);
     vm->rec.has_vmm = false;
-    vm->rec.booted = false;
     if (record_write(vm->record_path, &vm->rec) < 0)
         log_warning(vm->ctx, "vm", vm->name, "%s", vmm_error_last()->message);
     store_unlock(lock_fd);
@@ -271,24 +270,28 @@ static void probe_vmm(vmm_vm *vm, bool locked)
         return;
     }
 
-    unfinished = !vm->rec.has_vmm || !vm->rec.booted ||
-                 process_pid(p) != vm->rec.pid;
+    /* The VMM itself says whether InstanceStart was ever accepted; a VMM
+     * that cannot answer is left alone. */
+    unfinished = !vm->rec.has_vmm || process_pid(p) != vm->rec.pid;
+    info.state = API_STATE_RUNNING;
+    if (api_client_new(&client, vm->api_socket, STATE_QUERY_MS) == 0) {
+        if (api_get_instance_info(client, &info) < 0)
+            info.state = API_STATE_RUNNING;
+        api_client_free(client);
+    }
+    error_reset();
+    if (info.state == API_STATE_NOT_STARTED)
+        unfinished = true;
+
     if (unfinished && settle_orphan(vm, p, locked)) {
         process_free(p);
         note_last_exit(vm);
         return;
     }
     vm->pid = process_pid(p);
-    vm->state = VMM_VM_RUNNING;
+    vm->state = info.state == API_STATE_PAUSED ? VMM_VM_PAUSED
+                                               : VMM_VM_RUNNING;
     process_free(p);
-
-    if (api_client_new(&client, vm->api_socket, STATE_QUERY_MS) == 0) {
-        if (api_get_instance_info(client, &info) == 0 &&
-            info.state == API_STATE_PAUSED)
-            vm->state = VMM_VM_PAUSED;
-        api_client_free(client);
-    }
-    error_reset();
 }
 
 /* Reads the record and probes the VMM; `locked`: we hold the VM's lock. */
@@ -1210,7 +1213,6 @@ static void record_spawned(pid_t pid, uint64_t start_time, void *user)
     struct error_snapshot saved;
 
     vm->rec.has_vmm = true;
-    vm->rec.booted = false;
     vm->rec.pid = pid;
     vm->rec.start_time = start_time;
     error_save(&saved);
@@ -1311,17 +1313,12 @@ static int start_locked(vmm_vm *vm, uint32_t timeout_ms)
     if (!vm->spawn_recorded || vm->rec.pid != process_pid(p) ||
         vm->rec.start_time != process_start_time(p)) {
         vm->rec.has_vmm = true;
-        vm->rec.booted = false;
         vm->rec.pid = process_pid(p);
         vm->rec.start_time = process_start_time(p);
         r = record_write(vm->record_path, &vm->rec);
     }
     if (r == 0)
         r = configure_and_boot(vm);
-    if (r < 0)
-        goto fail;
-    vm->rec.booted = true;
-    r = record_write(vm->record_path, &vm->rec);
     if (r < 0)
         goto fail;
 
