@@ -186,7 +186,7 @@ report() {
 	if [ "${VERBOSE:-0}" = 1 ]; then
 		sed -e '1,2d' -e '/^LIBVMM-DM-END$/d' "$res" >&2
 	fi
-	grep -E '^(ok|FAIL|SKIP):' "$res" >&2
+	grep -E '^(ok|FAIL|SKIP|KNOWN|NOTE):' "$res" >&2
 	note "PASS: $(grep -c '^ok:' "$res") checks passed in the guest"
 }
 
