@@ -181,7 +181,9 @@ report() {
 		note "warning: the guest's log on the results disk is incomplete"
 	if [ "$status" != 0 ]; then
 		sed -e '1,2d' -e '/^LIBVMM-DM-END$/d' "$res" | tail -n 80 >&2
-		fail "the guest's job failed with status $status (log tail above)"
+		note "the guest's failed checks:"
+		grep -E '^FAIL:|:[0-9]+:[EF]:' "$res" >&2
+		fail "the guest's job failed with status $status (log tail and failures above)"
 	fi
 	if [ "${VERBOSE:-0}" = 1 ]; then
 		sed -e '1,2d' -e '/^LIBVMM-DM-END$/d' "$res" >&2
