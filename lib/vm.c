@@ -181,10 +181,19 @@ static struct overlay_spec overlay_spec_of(const vmm_vm *vm)
     return s;
 }
 
+/* The disk as the VMM opens it: a running dm-snapshot VM's is its device. */
 static void default_disk_path(vmm_vm *vm)
 {
-    snprintf(vm->disk, sizeof(vm->disk), "%s/%s", vm->dir,
-             vm->rec.overlay == OVERLAY_DM_SNAPSHOT ? "cow.img" : "disk.img");
+    char dm[OVERLAY_DM_NAME_MAX + 1];
+
+    if (vm->rec.overlay == OVERLAY_DM_SNAPSHOT &&
+        vm->state != VMM_VM_STOPPED &&
+        overlay_dm_name(vm->name, dm, sizeof(dm)) == 0)
+        snprintf(vm->disk, sizeof(vm->disk), "/dev/mapper/%s", dm);
+    else
+        snprintf(vm->disk, sizeof(vm->disk), "%s/%s", vm->dir,
+                 vm->rec.overlay == OVERLAY_DM_SNAPSHOT ? "cow.img"
+                                                        : "disk.img");
 }
 
 static bool path_exists(const char *path)
@@ -308,10 +317,9 @@ static int vm_load(vmm_vm *vm, bool locked)
     if (strcmp(vm->rec.name, vm->name) != 0)
         return error_set(VMM_ECORRUPT, "VM record %s names VM \"%s\"",
                          vm->record_path, vm->rec.name);
-    if (vm->disk[0] == '\0' || vm->rec.overlay != OVERLAY_DM_SNAPSHOT)
-        default_disk_path(vm);
     if (vm->rec.phase == PHASE_READY)
         probe_vmm(vm, locked);
+    default_disk_path(vm);
     return 0;
 }
 
@@ -356,10 +364,8 @@ static int open_netns(const vmm_vm *vm, int *fd)
     return net_netns_open(vm->rec.netns, fd);
 }
 
-/* Takes down what a start set up: tap and overlay device. */
-static void release_runtime(vmm_vm *vm)
+static void release_tap(vmm_vm *vm)
 {
-    struct overlay_spec ospec = overlay_spec_of(vm);
     int netns_fd = -1;
 
     if (vm->rec.has_net && open_netns(vm, &netns_fd) == 0) {
@@ -369,6 +375,15 @@ static void release_runtime(vmm_vm *vm)
     }
     if (netns_fd >= 0)
         close(netns_fd);
+    error_reset();
+}
+
+/* Takes down what a start set up: tap and overlay device. */
+static void release_runtime(vmm_vm *vm)
+{
+    struct overlay_spec ospec = overlay_spec_of(vm);
+
+    release_tap(vm);
     if (overlay_deactivate(vm->ctx, &ospec) < 0)
         log_warning(vm->ctx, "overlay", vm->name, "%s",
                     vmm_error_last()->message);
@@ -389,16 +404,18 @@ static int teardown(vmm_vm *vm)
     r = end_vmm(vm, false, 0);
     if (r < 0)
         return r;
-    if (vm->rec.name != NULL) {
-        release_runtime(vm);
-        r = overlay_destroy(vm->ctx, &ospec);
+    release_tap(vm);
+    /* Without a record the driver is unknown; destroy finds dm leftovers
+     * by the VM's name whatever driver it is given. */
+    if (ospec.driver != OVERLAY_DM_SNAPSHOT)
+        ospec.driver = OVERLAY_COPY;
+    r = overlay_destroy(vm->ctx, &ospec);
+    if (r < 0)
+        return r;
+    if (vm->rec.own_netns && vm->rec.netns != NULL) {
+        r = net_netns_delete(vm->rec.netns);
         if (r < 0)
             return r;
-        if (vm->rec.own_netns && vm->rec.netns != NULL) {
-            r = net_netns_delete(vm->rec.netns);
-            if (r < 0)
-                return r;
-        }
     }
     return store_remove_tree(vm->dir);
 }
@@ -408,7 +425,7 @@ static int teardown(vmm_vm *vm)
  * record at all, belongs to a create or delete that is running or died.
  * If its lock is free the program died: finish the job.
  */
-static int settle_unfinished(vmm_vm *vm)
+static int settle_unfinished(vmm_vm *vm, enum record_phase *settled)
 {
     const char *what = vm->rec.phase == PHASE_DELETING ? "delete" : "create";
     int r;
@@ -420,15 +437,19 @@ static int settle_unfinished(vmm_vm *vm)
         error_prefix("VM %s: cleaning up an interrupted %s: ", vm->name, what);
         return r;
     }
+    if (settled != NULL)
+        *settled = vm->rec.phase;
     return error_set(VMM_ENOTFOUND, "no VM named %s (an interrupted %s was "
                      "cleaned up)", vm->name, what);
 }
 
 /*
  * Opens a VM by name: the record must be complete. Records of interrupted
- * operations are settled on the way.
+ * operations are settled on the way; *settled (may be NULL) then says
+ * which kind was finished, and the result is VMM_ENOTFOUND.
  */
-static int vm_open(vmm_context *ctx, const char *name, vmm_vm **out)
+static int vm_open_settling(vmm_context *ctx, const char *name, vmm_vm **out,
+                            enum record_phase *settled)
 {
     vmm_vm *vm;
     int lock_fd, r;
@@ -467,12 +488,17 @@ static int vm_open(vmm_context *ctx, const char *name, vmm_vm **out)
         store_unlock(lock_fd);
         goto fail;
     }
-    r = settle_unfinished(vm);
+    r = settle_unfinished(vm, settled);
     store_unlock(lock_fd);
 
 fail:
     vmm_vm_free(vm);
     return r;
+}
+
+static int vm_open(vmm_context *ctx, const char *name, vmm_vm **out)
+{
+    return vm_open_settling(ctx, name, out, NULL);
 }
 
 VMM_EXPORT int vmm_open(vmm_vm **out, vmm_context *ctx, const char *name)
@@ -1555,6 +1581,7 @@ out:
 VMM_EXPORT int vmm_delete_by_name(vmm_context *ctx, const char *name,
                                   uint32_t flags)
 {
+    enum record_phase settled;
     vmm_vm *vm;
     int r;
 
@@ -1568,11 +1595,17 @@ VMM_EXPORT int vmm_delete_by_name(vmm_context *ctx, const char *name,
     if (r < 0)
         return r;
 
-    r = vm_open(ctx, name, &vm);
+    settled = PHASE_READY;
+    r = vm_open_settling(ctx, name, &vm, &settled);
     if (r == 0) {
         r = vmm_delete(vm, flags);
         vmm_vm_free(vm);
         return r;
+    }
+    if (r == VMM_ENOTFOUND && settled == PHASE_DELETING) {
+        /* An earlier delete's remains were just removed: done. */
+        error_reset();
+        return 0;
     }
     if (r != VMM_ECORRUPT)
         return r;

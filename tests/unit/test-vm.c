@@ -272,6 +272,24 @@ START_TEST(forced_delete_of_unreadable_running_vm)
 }
 END_TEST
 
+/* A delete that was interrupted is finished by the next one: success. */
+START_TEST(delete_finishes_an_interrupted_delete)
+{
+    vmm_vm_spec s = base_spec();
+    char path[256];
+    vmm_vm *vm;
+
+    ck_assert_int_eq(vmm_create(&vm, ctx, "halfgone", &s), 0);
+    vmm_vm_free(vm);
+    run("sed -i 's/\"phase\": \"ready\"/\"phase\": \"deleting\"/' "
+        "%s/vms/halfgone/vm.json", state_dir);
+    ck_assert_int_eq(vmm_delete_by_name(ctx, "halfgone", 0), 0);
+    snprintf(path, sizeof(path), "%s/vms/halfgone", state_dir);
+    ck_assert_int_eq(access(path, F_OK), -1);
+    ck_assert_int_eq(vmm_delete_by_name(ctx, "halfgone", 0), VMM_ENOTFOUND);
+}
+END_TEST
+
 /* A readable VM goes the ordinary way: running needs force. */
 START_TEST(delete_by_name_of_readable_vm)
 {
@@ -610,6 +628,7 @@ Suite *suite_make(void)
     tcase_add_test(tc, list_survives_a_corrupt_record);
     tcase_add_test(tc, forced_delete_of_unreadable_running_vm);
     tcase_add_test(tc, delete_by_name_of_readable_vm);
+    tcase_add_test(tc, delete_finishes_an_interrupted_delete);
     tcase_add_test(tc, interrupted_create_is_settled);
     tcase_add_test(tc, create_twice_same_name);
     tcase_add_test(tc, bad_input_leaves_nothing);
