@@ -75,27 +75,7 @@
 
 extern char **environ;
 
-struct vmm_process {
-    const vmm_context *ctx; /* borrowed */
-    char *vm_name;
-    char *api_socket;
-    pid_t pid;
-    uint64_t start_time;
-    int pidfd;
-    struct api_client *api;
-};
-
 /* --- small system helpers -------------------------------------------- */
-
-static int sys_pidfd_open(pid_t pid)
-{
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-}
-
-static int sys_pidfd_send_signal(int pidfd, int sig)
-{
-    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
-}
 
 static uint64_t now_ns(void)
 {
@@ -111,25 +91,6 @@ static void sleep_ns(uint64_t ns)
                            (long)(ns % 1000000000u) };
 
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-    }
-}
-
-/* True when the process behind pidfd has exited, waiting up to timeout_ms. */
-static bool pidfd_wait(int pidfd, int timeout_ms)
-{
-    struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
-    uint64_t end = now_ns() + (uint64_t)timeout_ms * 1000000u;
-    int r;
-
-    for (;;) {
-        uint64_t now = now_ns();
-        int left = now >= end ? 0 : (int)((end - now + 999999) / 1000000);
-
-        r = poll(&pfd, 1, left);
-        if (r > 0)
-            return true;
-        if (r == 0 || errno != EINTR)
-            return false;
     }
 }
 
@@ -193,6 +154,183 @@ static bool stat_is_dead(const struct proc_stat *st)
 {
     return st->state == 'Z' || st->state == 'X' || st->state == 'x';
 }
+
+/* --- handles on processes -------------------------------------------- */
+
+/*
+ * A handle on one process, for signalling it and waiting for its end.
+ *
+ * Where the kernel has pidfds (Linux 5.3 and later) the handle holds one:
+ * it pins the process, so a signal can never reach a stranger that reused
+ * the pid. Where pidfd_open fails with ENOSYS (older kernels; valgrind
+ * before 3.20, which does not emulate it) the handle is the pid and the
+ * start time read when it was opened: /proc/PID/stat is read again before
+ * every kill(2), and a process whose pid is gone, dead (Z, X) or carries
+ * another start time counts as ended. That leaves a race the pidfd
+ * closes: between that last read and kill(2), the process may die, be
+ * reaped, and its pid go to a new process, which would then get the
+ * signal. The kernel hands pids out in turn, so that takes the whole pid
+ * space being used up within those microseconds; the library accepts it
+ * where pidfds are missing, and uses pidfds everywhere else.
+ */
+struct proc_handle {
+    pid_t pid;           /* 0: not open */
+    uint64_t start_time; /* field 22 of /proc/PID/stat when opened */
+    int pidfd;           /* -1 without pidfds */
+};
+
+#define PROC_HANDLE_INIT { .pid = 0, .start_time = 0, .pidfd = -1 }
+
+static pthread_once_t pidfd_probe_once = PTHREAD_ONCE_INIT;
+static bool pidfd_missing;      /* pidfd_open said ENOSYS */
+static bool pidfd_test_off;     /* process_test_force_no_pidfd */
+static bool pidfd_missing_told; /* the decision was logged */
+
+static int sys_pidfd_open(pid_t pid)
+{
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static int sys_pidfd_send_signal(int pidfd, int sig)
+{
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+static void probe_pidfd(void)
+{
+    int fd = sys_pidfd_open(getpid());
+
+    if (fd >= 0)
+        close(fd);
+    else
+        pidfd_missing = errno == ENOSYS;
+}
+
+void process_test_force_no_pidfd(bool force)
+{
+    pidfd_test_off = force;
+}
+
+/* Decided once per program; the first context to ask is told why. */
+static bool use_pidfd(const vmm_context *ctx)
+{
+    pthread_once(&pidfd_probe_once, probe_pidfd);
+    if (pidfd_missing &&
+        !__atomic_exchange_n(&pidfd_missing_told, true, __ATOMIC_RELAXED))
+        log_debug(ctx, COMPONENT, NULL, "pidfd_open is not available "
+                  "(ENOSYS); VMM processes are checked by pid and start "
+                  "time in /proc before each signal");
+    return !pidfd_missing && !pidfd_test_off;
+}
+
+/*
+ * Opens a handle on pid and reads its stat into *st. -1 with errno ESRCH
+ * when the process is gone or dead; other errnos come from the system.
+ */
+static int proc_open(const vmm_context *ctx, pid_t pid, struct proc_handle *h,
+                     struct proc_stat *st)
+{
+    struct pollfd pfd = { .fd = -1, .events = POLLIN };
+
+    if (use_pidfd(ctx)) {
+        pfd.fd = sys_pidfd_open(pid);
+        if (pfd.fd < 0)
+            return -1;
+    }
+    if (read_proc_stat(pid, st) < 0 || stat_is_dead(st) ||
+        (pfd.fd >= 0 && poll(&pfd, 1, 0) != 0)) {
+        /* With a pidfd, still running after the read means the stat was
+         * the pinned process's, not that of a successor to its pid. */
+        if (pfd.fd >= 0)
+            close(pfd.fd);
+        errno = ESRCH;
+        return -1;
+    }
+    h->pid = pid;
+    h->start_time = st->start_time;
+    h->pidfd = pfd.fd;
+    return 0;
+}
+
+static bool proc_is_open(const struct proc_handle *h)
+{
+    return h->pid > 0;
+}
+
+static void proc_close(struct proc_handle *h)
+{
+    if (h->pidfd >= 0)
+        close(h->pidfd);
+    *h = (struct proc_handle)PROC_HANDLE_INIT;
+}
+
+/*
+ * Without a pidfd: 1 when the pid still holds the handle's process, alive;
+ * 0 when that process has ended; -1 with errno when /proc cannot tell.
+ */
+static int proc_still_there(const struct proc_handle *h)
+{
+    struct proc_stat st;
+
+    if (read_proc_stat(h->pid, &st) < 0)
+        return errno == ENOENT || errno == ESRCH ? 0 : -1;
+    return st.start_time == h->start_time && !stat_is_dead(&st);
+}
+
+/* Sends sig; -1 with errno ESRCH when the process has ended. */
+static int proc_signal(const struct proc_handle *h, int sig)
+{
+    int r;
+
+    if (h->pidfd >= 0)
+        return sys_pidfd_send_signal(h->pidfd, sig);
+
+    r = proc_still_there(h);
+    if (r <= 0) {
+        if (r == 0)
+            errno = ESRCH;
+        return -1;
+    }
+    /* The residual race described above lies between here and kill. */
+    return kill(h->pid, sig);
+}
+
+/* True when the process has ended, waiting up to timeout_ms for it. */
+static bool proc_ended(const struct proc_handle *h, int timeout_ms)
+{
+    uint64_t end = now_ns() + (uint64_t)timeout_ms * 1000000u;
+    uint64_t delay = BACKOFF_FIRST_NS;
+    struct pollfd pfd = { .fd = h->pidfd, .events = POLLIN };
+
+    for (;;) {
+        uint64_t now = now_ns();
+        int r;
+
+        if (h->pidfd >= 0) {
+            r = poll(&pfd, 1, now >= end ? 0
+                     : (int)((end - now + 999999) / 1000000));
+            if (r > 0)
+                return true;
+            if (r == 0 || errno != EINTR)
+                return false;
+            continue;
+        }
+        if (proc_still_there(h) == 0)
+            return true;
+        if (now >= end)
+            return false;
+        sleep_ns(delay < end - now ? delay : end - now);
+        delay = delay * 2 < BACKOFF_MAX_NS ? delay * 2 : BACKOFF_MAX_NS;
+    }
+}
+
+struct vmm_process {
+    const vmm_context *ctx; /* borrowed */
+    char *vm_name;
+    char *api_socket;
+    struct proc_handle proc;
+    struct api_client *api;
+};
 
 /* Connects to a Unix socket; -1 with errno on failure. */
 static int connect_unix(const char *path)
@@ -665,7 +803,7 @@ struct spawn_state {
     int pipe_r; /* -1 after end of file: the keeper is gone */
     pid_t keeper;
     pid_t vmm;  /* firecracker as forked */
-    int vmm_pidfd;
+    struct proc_handle vmm_proc;
     int child_error_kind; /* REC_*_ERROR, or 0 */
     int child_error;
     bool vmm_ended;
@@ -675,15 +813,23 @@ struct spawn_state {
     bool have_last;
 };
 
-/* Tells the caller the VMM's identity as soon as it is known. */
-static void announce_spawned(const struct spawn_state *s, pid_t pid)
+/*
+ * Opens a handle on the firecracker the keeper forked and tells the caller
+ * its identity. Only a child of the keeper will do: without pidfds, a pid
+ * that ended and was reused before we looked is not taken for the VMM.
+ */
+static void open_vmm(struct spawn_state *s, pid_t pid)
 {
     struct proc_stat st;
 
-    if (s->spec->on_spawned == NULL || s->vmm_pidfd < 0)
+    if (proc_is_open(&s->vmm_proc) ||
+        proc_open(s->ctx, pid, &s->vmm_proc, &st) < 0)
         return;
-    /* Read while the pidfd pins the process: the pair names one process. */
-    if (read_proc_stat(pid, &st) == 0 && !stat_is_dead(&st))
+    if (st.ppid != s->keeper) {
+        proc_close(&s->vmm_proc);
+        return;
+    }
+    if (s->spec->on_spawned != NULL)
         s->spec->on_spawned(pid, st.start_time, s->spec->user);
 }
 
@@ -711,9 +857,7 @@ static void read_records(struct spawn_state *s)
             break;
         case REC_VMM:
             s->vmm = rec.pid;
-            if (s->vmm_pidfd < 0)
-                s->vmm_pidfd = sys_pidfd_open(rec.pid);
-            announce_spawned(s, rec.pid);
+            open_vmm(s, rec.pid);
             break;
         case REC_FORK_ERROR:
         case REC_SETNS_ERROR:
@@ -765,38 +909,33 @@ static void wait_keeper_gone(struct spawn_state *s, int timeout_ms)
     }
 }
 
-/* SIGKILLs every process the keeper keeps, by pidfd. */
+/* SIGKILLs every process the keeper keeps, each through a handle. */
 static void kill_kept(struct spawn_state *s)
 {
-    char path[64];
     DIR *dir;
     struct dirent *de;
 
-    if (s->vmm_pidfd >= 0 && !s->vmm_ended)
-        sys_pidfd_send_signal(s->vmm_pidfd, SIGKILL);
+    if (proc_is_open(&s->vmm_proc) && !s->vmm_ended)
+        proc_signal(&s->vmm_proc, SIGKILL);
     if (s->keeper <= 0 || s->pipe_r < 0)
         return;
 
     /* Children a daemonizing firecracker left: their parent is the keeper. */
-    snprintf(path, sizeof(path), "/proc");
-    dir = opendir(path);
+    dir = opendir("/proc");
     if (dir == NULL)
         return;
     while ((de = readdir(dir)) != NULL) {
+        struct proc_handle h = PROC_HANDLE_INIT;
         struct proc_stat st;
         pid_t pid = (pid_t)strtol(de->d_name, NULL, 10);
-        int fd;
 
         if (pid <= 0 || read_proc_stat(pid, &st) < 0 ||
             st.ppid != s->keeper)
             continue;
-        fd = sys_pidfd_open(pid);
-        if (fd < 0)
-            continue;
-        /* Re-check through the pidfd's process: pids can be reused. */
-        if (read_proc_stat(pid, &st) == 0 && st.ppid == s->keeper)
-            sys_pidfd_send_signal(fd, SIGKILL);
-        close(fd);
+        /* Checked again through the handle: pids can be reused. */
+        if (proc_open(s->ctx, pid, &h, &st) == 0 && st.ppid == s->keeper)
+            proc_signal(&h, SIGKILL);
+        proc_close(&h);
     }
     closedir(dir);
 }
@@ -995,7 +1134,7 @@ static int process_new(const vmm_context *ctx, const char *vm_name,
     if (p == NULL)
         return error_set(VMM_ENOMEM, "allocating a process object");
     p->ctx = ctx;
-    p->pidfd = -1;
+    p->proc = (struct proc_handle)PROC_HANDLE_INIT;
     p->vm_name = xstrdup(vm_name ? vm_name : "");
     p->api_socket = xstrdup(api_socket);
     if (p->vm_name == NULL || p->api_socket == NULL) {
@@ -1038,7 +1177,7 @@ static int check_spec(const struct process_spawn_spec *spec)
 int process_spawn(const vmm_context *ctx, const struct process_spawn_spec *spec,
                   struct vmm_process **out)
 {
-    struct spawn_state s = { .pipe_r = -1, .vmm_pidfd = -1 };
+    struct spawn_state s = { .pipe_r = -1, .vmm_proc = PROC_HANDLE_INIT };
     struct launch l = { .log_fd = -1, .exit_fd = -1, .pipe_w = -1 };
     struct vmm_process *p = NULL;
     uint64_t deadline = now_ns() + 0;
@@ -1121,22 +1260,16 @@ int process_spawn(const vmm_context *ctx, const struct process_spawn_spec *spec,
     if (r < 0)
         goto out;
 
-    p->pid = listener;
-    p->pidfd = sys_pidfd_open(listener);
-    if (p->pidfd < 0) {
-        r = abort_spawn(&s, VMM_EPROCESS, "ended while it was identified");
-        goto out;
-    }
     {
         struct proc_stat st;
 
-        /* Verified through the pidfd's process, which cannot change. */
-        if (read_proc_stat(listener, &st) < 0 || !is_ours(&s, listener)) {
+        /* Checked again once the handle holds the process. */
+        if (proc_open(ctx, listener, &p->proc, &st) < 0 ||
+            !is_ours(&s, listener)) {
             r = abort_spawn(&s, VMM_EPROCESS, "ended while it was "
                             "identified");
             goto out;
         }
-        p->start_time = st.start_time;
     }
 
     {
@@ -1165,8 +1298,7 @@ int process_spawn(const vmm_context *ctx, const struct process_spawn_spec *spec,
 
 out:
     process_free(p);
-    if (s.vmm_pidfd >= 0)
-        close(s.vmm_pidfd);
+    proc_close(&s.vmm_proc);
     if (s.pipe_r >= 0)
         close(s.pipe_r);
     for (int i = 0; i < 2; i++)
@@ -1187,9 +1319,10 @@ int process_attach(const vmm_context *ctx, const char *vm_name, pid_t pid,
                    struct vmm_process **out)
 {
     const char *vm = vm_name ? vm_name : "VM";
+    struct proc_handle h = PROC_HANDLE_INIT;
     struct vmm_process *p = NULL;
     struct proc_stat st;
-    int pidfd, fd, r;
+    int fd, r;
 
     if (out == NULL)
         return error_set(VMM_EINVAL, "process_attach: out is NULL");
@@ -1200,21 +1333,15 @@ int process_attach(const vmm_context *ctx, const char *vm_name, pid_t pid,
     if (r < 0)
         return r;
 
-    pidfd = sys_pidfd_open(pid);
-    if (pidfd < 0) {
-        if (errno == ESRCH)
+    if (proc_open(ctx, pid, &h, &st) < 0) {
+        if (errno == ESRCH || errno == ENOENT)
             return error_set(VMM_ENOTFOUND, "%s: VMM pid %d has exited", vm,
                              (int)pid);
-        return error_set_os(VMM_EIO, errno, "%s: opening a pidfd for pid %d",
+        return error_set_os(VMM_EIO, errno, "%s: opening a handle on pid %d",
                             vm, (int)pid);
     }
-    /* The pidfd pins one process; stat and peer credentials read while it
-     * is alive describe that same process. */
-    if (read_proc_stat(pid, &st) < 0 || stat_is_dead(&st)) {
-        r = error_set(VMM_ENOTFOUND, "%s: VMM pid %d has exited", vm,
-                      (int)pid);
-        goto fail;
-    }
+    /* Peer credentials read while the handle's process still runs (checked
+     * last) describe that same process. */
     if (st.start_time != start_time) {
         r = error_set(VMM_ENOTFOUND, "%s: pid %d now belongs to another "
                       "process (started at tick %llu, the VMM at %llu)", vm,
@@ -1241,7 +1368,7 @@ int process_attach(const vmm_context *ctx, const char *vm_name, pid_t pid,
                     "does not answer (%s)", api_socket, (int)pid,
                     strerror(errno));
     }
-    if (pidfd_wait(pidfd, 0)) {
+    if (proc_ended(&h, 0)) {
         r = error_set(VMM_ENOTFOUND, "%s: VMM pid %d has exited", vm,
                       (int)pid);
         goto fail;
@@ -1250,14 +1377,12 @@ int process_attach(const vmm_context *ctx, const char *vm_name, pid_t pid,
     r = process_new(ctx, vm_name, api_socket, &p);
     if (r < 0)
         goto fail;
-    p->pid = pid;
-    p->start_time = start_time;
-    p->pidfd = pidfd;
+    p->proc = h;
     *out = p;
     return 0;
 
 fail:
-    close(pidfd);
+    proc_close(&h);
     return r;
 }
 
@@ -1283,18 +1408,18 @@ int process_attach_socket(const vmm_context *ctx, const char *vm_name,
     if (pid <= 0 || read_proc_stat(pid, &st) < 0 || stat_is_dead(&st))
         return error_set(VMM_ENOTFOUND, "%s: the process serving %s is gone",
                          vm, api_socket);
-    /* process_attach re-checks pid, start time and listener under a pidfd. */
+    /* process_attach checks pid, start time and listener again. */
     return process_attach(ctx, vm_name, pid, st.start_time, api_socket, out);
 }
 
 pid_t process_pid(const struct vmm_process *p)
 {
-    return p ? p->pid : -1;
+    return p ? p->proc.pid : -1;
 }
 
 uint64_t process_start_time(const struct vmm_process *p)
 {
-    return p ? p->start_time : 0;
+    return p ? p->proc.start_time : 0;
 }
 
 struct api_client *process_api(struct vmm_process *p)
@@ -1304,7 +1429,7 @@ struct api_client *process_api(struct vmm_process *p)
 
 bool process_alive(struct vmm_process *p)
 {
-    return p != NULL && p->pidfd >= 0 && !pidfd_wait(p->pidfd, 0);
+    return p != NULL && proc_is_open(&p->proc) && !proc_ended(&p->proc, 0);
 }
 
 /*
@@ -1317,8 +1442,8 @@ static void finish_death(struct vmm_process *p)
     uint64_t delay = BACKOFF_FIRST_NS;
     struct proc_stat st;
 
-    while (read_proc_stat(p->pid, &st) == 0 &&
-           st.start_time == p->start_time && now_ns() < end) {
+    while (read_proc_stat(p->proc.pid, &st) == 0 &&
+           st.start_time == p->proc.start_time && now_ns() < end) {
         sleep_ns(delay);
         delay = delay * 2 < BACKOFF_MAX_NS ? delay * 2 : BACKOFF_MAX_NS;
     }
@@ -1329,12 +1454,12 @@ static void finish_death(struct vmm_process *p)
 
 static int kill_and_wait(struct vmm_process *p)
 {
-    if (sys_pidfd_send_signal(p->pidfd, SIGKILL) < 0 && errno != ESRCH)
+    if (proc_signal(&p->proc, SIGKILL) < 0 && errno != ESRCH)
         return error_set_os(VMM_EIO, errno, "%s: sending SIGKILL to VMM "
-                            "pid %d", p->vm_name, (int)p->pid);
-    if (!pidfd_wait(p->pidfd, DEATH_WAIT_MS))
+                            "pid %d", p->vm_name, (int)p->proc.pid);
+    if (!proc_ended(&p->proc, DEATH_WAIT_MS))
         return error_set(VMM_ETIMEDOUT, "%s: VMM pid %d still exists %d ms "
-                         "after SIGKILL", p->vm_name, (int)p->pid,
+                         "after SIGKILL", p->vm_name, (int)p->proc.pid,
                          DEATH_WAIT_MS);
     return 0;
 }
@@ -1345,7 +1470,7 @@ int process_kill(struct vmm_process *p)
 
     if (p == NULL)
         return error_set(VMM_EINVAL, "process_kill: NULL process");
-    if (p->pidfd < 0 || pidfd_wait(p->pidfd, 0)) {
+    if (!process_alive(p)) {
         finish_death(p);
         return 0;
     }
@@ -1353,7 +1478,7 @@ int process_kill(struct vmm_process *p)
     if (r < 0)
         return r;
     log_info(p->ctx, COMPONENT, p->vm_name, "VMM pid %d ended by SIGKILL",
-             (int)p->pid);
+             (int)p->proc.pid);
     finish_death(p);
     return 0;
 }
@@ -1364,7 +1489,7 @@ int process_stop(struct vmm_process *p, uint32_t timeout_ms)
 
     if (p == NULL)
         return error_set(VMM_EINVAL, "process_stop: NULL process");
-    if (p->pidfd < 0 || pidfd_wait(p->pidfd, 0)) {
+    if (!process_alive(p)) {
         finish_death(p);
         return 0;
     }
@@ -1375,14 +1500,14 @@ int process_stop(struct vmm_process *p, uint32_t timeout_ms)
     api_client_set_timeout(p->api, api_timeout(p));
     if (r < 0)
         log_info(p->ctx, COMPONENT, p->vm_name, "SendCtrlAltDel to VMM pid "
-                 "%d failed (%s); using SIGKILL", (int)p->pid,
+                 "%d failed (%s); using SIGKILL", (int)p->proc.pid,
                  vmm_error_last()->message);
     error_reset();
 
-    if (r == 0 && pidfd_wait(p->pidfd, (int)(timeout_ms > INT_MAX
-                                              ? INT_MAX : timeout_ms))) {
+    if (r == 0 && proc_ended(&p->proc, (int)(timeout_ms < INT_MAX
+                                              ? timeout_ms : INT_MAX))) {
         log_info(p->ctx, COMPONENT, p->vm_name, "VMM pid %d exited after "
-                 "SendCtrlAltDel", (int)p->pid);
+                 "SendCtrlAltDel", (int)p->proc.pid);
         finish_death(p);
         return 0;
     }
@@ -1390,7 +1515,7 @@ int process_stop(struct vmm_process *p, uint32_t timeout_ms)
     if (r < 0)
         return r;
     log_info(p->ctx, COMPONENT, p->vm_name, "VMM pid %d ended by SIGKILL "
-             "%s", (int)p->pid, timeout_ms ? "after SendCtrlAltDel went "
+             "%s", (int)p->proc.pid, timeout_ms ? "after SendCtrlAltDel went "
              "unanswered" : "(no grace period)");
     finish_death(p);
     return 0;
@@ -1400,8 +1525,7 @@ void process_free(struct vmm_process *p)
 {
     if (p == NULL)
         return;
-    if (p->pidfd >= 0)
-        close(p->pidfd);
+    proc_close(&p->proc);
     api_client_free(p->api);
     free(p->vm_name);
     free(p->api_socket);

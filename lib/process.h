@@ -13,7 +13,9 @@
  * attach refuses a pid whose start time differs or whose socket's listener
  * (SO_PEERCRED) is another process, so pid reuse never makes the library
  * signal or adopt a stranger. Signals go through a pidfd opened and then
- * verified against the start time.
+ * verified against the start time; where pidfd_open is missing (ENOSYS:
+ * Linux before 5.3, valgrind before 3.20), the start time is checked again
+ * right before each kill(2) instead (see process.c for what that leaves).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -116,5 +118,13 @@ void process_log_tail(const char *log_path, size_t max_lines, char *buf,
 
 /* Releases the object; the process is never touched. */
 void process_free(struct vmm_process *p);
+
+/*
+ * Tests only: with true, handles opened from now on do without pidfds, as
+ * where pidfd_open fails with ENOSYS; false goes back to pidfds where the
+ * system has them. Handles already open keep their kind. Not thread-safe:
+ * call it before spawning or attaching.
+ */
+void process_test_force_no_pidfd(bool force);
 
 #endif /* LIBVMM_PROCESS_H */

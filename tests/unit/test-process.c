@@ -6,6 +6,10 @@
  * every process it started. "Nothing left behind" is checked by looking
  * for any process whose command line names the test's API socket.
  *
+ * The test cases about processes run twice: with pidfds, and as where
+ * pidfd_open fails with ENOSYS (the "-no-pidfd" cases), where the library
+ * checks /proc before each kill(2) and polls /proc for deaths.
+ *
  * SPDX-License-Identifier: MIT
  */
 #include <dirent.h>
@@ -35,6 +39,7 @@ static char sock[192], log_path[192], exit_path[192];
 static const char *emulator;
 static vmm_context *ctx;
 static char logged[8192]; /* what the library logged, lines joined */
+static bool no_pidfd;     /* this test case does without pidfds */
 
 static void capture_log(int level, const char *component, const char *vm,
                         const char *message, void *user)
@@ -68,6 +73,42 @@ static void setup(void)
              "FCEMU_EXIT_AFTER_START", "FCEMU_CTRLALTDEL_MS", "FCEMU_TRACE",
              NULL }; *k != NULL; k++)
         unsetenv(*k);
+}
+
+static void setup_no_pidfd(void)
+{
+    no_pidfd = true;
+    process_test_force_no_pidfd(true);
+}
+
+static void teardown_no_pidfd(void)
+{
+    process_test_force_no_pidfd(false);
+    no_pidfd = false;
+}
+
+/* Number of pidfds this process holds. */
+static int pidfds_held(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    int count = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while ((de = readdir(d)) != NULL) {
+        char path[300], link[64];
+        ssize_t n;
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+        n = readlink(path, link, sizeof(link) - 1);
+        if (n <= 0)
+            continue;
+        link[n] = '\0';
+        if (strcmp(link, "anon_inode:[pidfd]") == 0)
+            count++;
+    }
+    closedir(d);
+    return count;
 }
 
 /* Number of live processes whose command line mentions `needle`. */
@@ -287,6 +328,8 @@ START_TEST(spawn_identity_and_kill)
     ck_assert_uint_eq(process_start_time(p), start);
     ck_assert_int_ne(ppid, getpid());
     ck_assert(process_alive(p));
+    /* The object holds its process by a pidfd, or by pid and start time. */
+    ck_assert_int_eq(pidfds_held(), (no_pidfd ? 0 : 1));
     ck_assert_int_eq(api_get_instance_info(process_api(p), &info), 0);
     ck_assert_str_eq(info.id, "vm1");
 
@@ -344,6 +387,7 @@ START_TEST(free_leaves_vmm_running)
     ms_sleep(100);
     ck_assert(!pid_gone(pid, start));
     ck_assert_int_eq(process_attach(ctx, "vm1", pid, start, sock, &p), 0);
+    ck_assert_int_eq(pidfds_held(), (no_pidfd ? 0 : 1));
     ck_assert_int_eq(process_kill(p), 0);
     process_free(p);
     assert_nothing_left();
@@ -647,6 +691,37 @@ START_TEST(stop_of_dead_vmm)
 }
 END_TEST
 
+START_TEST(killed_from_outside)
+{
+    struct vmm_process *p = spawn_ok(5000);
+    pid_t pid = process_pid(p);
+    uint64_t start = process_start_time(p);
+    struct timespec a, b;
+    char how[128];
+    double secs;
+
+    ck_assert_int_eq(start_vm(p), 0);
+    ck_assert_int_eq(kill(pid, SIGKILL), 0);
+    for (int i = 0; i < 200 && process_alive(p); i++)
+        ms_sleep(10);
+    ck_assert(!process_alive(p));
+
+    /* Nothing left to signal: both return at once, and clean up. */
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    ck_assert_int_eq(process_stop(p, 5000), 0);
+    ck_assert_int_eq(process_kill(p), 0);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    secs = (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+    ck_assert_msg(secs < 2.0, "stop of a dead VMM waited %.1f s", secs);
+    ck_assert(pid_gone(pid, start));
+    process_describe_exit(exit_path, how, sizeof(how));
+    ck_assert_str_eq(how, "killed by signal 9 (SIGKILL)");
+    ck_assert_ptr_null(strstr(logged, "ended by SIGKILL"));
+    process_free(p);
+    assert_nothing_left();
+}
+END_TEST
+
 /* --- attach ---------------------------------------------------------- */
 
 static pid_t start_sleep(void)
@@ -909,49 +984,66 @@ START_TEST(log_tail_lines)
 }
 END_TEST
 
+/* The tests of one test case, run with pidfds and again without. */
+struct case_tests {
+    const char *name;
+    const TTest *tests[12];
+};
+
+static TCase *add_case(Suite *s, const char *name)
+{
+    TCase *tc = tcase_create(name);
+
+    tcase_add_unchecked_fixture(tc, case_setup, case_teardown);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
 Suite *suite_make(void)
 {
+    const struct case_tests cases[] = {
+        { "spawn", { spawn_identity_and_kill, deadline_does_not_end_vmm,
+                     free_leaves_vmm_running, survives_exit_of_spawner,
+                     no_inherited_fds, joins_netns,
+                     bind_delay_within_deadline,
+                     daemonizing_binary_is_found } },
+        { "failures", { bind_delay_beyond_deadline, never_binds,
+                        daemon_never_binds, exits_early,
+                        exits_early_generic, hangs_on_readiness_request,
+                        start_fault_verbatim,
+                        request_timeout_does_not_end_vmm } },
+        { "stop", { stop_graceful, stop_falls_back_to_sigkill,
+                    stop_of_dead_vmm, killed_from_outside } },
+        { "attach", { attach_refuses_recycled_pid,
+                      attach_refuses_foreign_listener,
+                      attach_to_exited_vmm } },
+    };
+    static char names[ARRAY_SIZE(cases)][32]; /* Check keeps the pointer */
     Suite *s = suite_create("process");
-    TCase *spawn = tcase_create("spawn");
-    TCase *fail = tcase_create("failures");
-    TCase *stop = tcase_create("stop");
-    TCase *attach = tcase_create("attach");
-    TCase *sockets = tcase_create("socket");
-    TCase *records = tcase_create("records");
-    TCase *all[] = { spawn, fail, stop, attach, sockets, records };
+    TCase *sockets, *records;
 
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-        tcase_add_unchecked_fixture(all[i], case_setup, case_teardown);
-        tcase_add_checked_fixture(all[i], setup, teardown);
-        tcase_set_timeout(all[i], 60);
-        suite_add_tcase(s, all[i]);
+    for (int without = 0; without < 2; without++) {
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+            const char *name = cases[i].name;
+            TCase *tc;
+
+            if (without) {
+                snprintf(names[i], sizeof(names[i]), "%s-no-pidfd", name);
+                name = names[i];
+            }
+            tc = add_case(s, name);
+            if (without)
+                tcase_add_checked_fixture(tc, setup_no_pidfd,
+                                          teardown_no_pidfd);
+            for (size_t j = 0; j < ARRAY_SIZE(cases[i].tests) &&
+                               cases[i].tests[j] != NULL; j++)
+                tcase_add_test(tc, cases[i].tests[j]);
+        }
     }
-    tcase_add_test(spawn, spawn_identity_and_kill);
-    tcase_add_test(spawn, deadline_does_not_end_vmm);
-    tcase_add_test(spawn, free_leaves_vmm_running);
-    tcase_add_test(spawn, survives_exit_of_spawner);
-    tcase_add_test(spawn, no_inherited_fds);
-    tcase_add_test(spawn, joins_netns);
-    tcase_add_test(spawn, bind_delay_within_deadline);
-    tcase_add_test(spawn, daemonizing_binary_is_found);
 
-    tcase_add_test(fail, bind_delay_beyond_deadline);
-    tcase_add_test(fail, never_binds);
-    tcase_add_test(fail, daemon_never_binds);
-    tcase_add_test(fail, exits_early);
-    tcase_add_test(fail, exits_early_generic);
-    tcase_add_test(fail, hangs_on_readiness_request);
-    tcase_add_test(fail, start_fault_verbatim);
-    tcase_add_test(fail, request_timeout_does_not_end_vmm);
-
-    tcase_add_test(stop, stop_graceful);
-    tcase_add_test(stop, stop_falls_back_to_sigkill);
-    tcase_add_test(stop, stop_of_dead_vmm);
-
-    tcase_add_test(attach, attach_refuses_recycled_pid);
-    tcase_add_test(attach, attach_refuses_foreign_listener);
-    tcase_add_test(attach, attach_to_exited_vmm);
-
+    sockets = add_case(s, "socket");
     tcase_add_test(sockets, stale_socket_removed);
     tcase_add_test(sockets, live_socket_refused);
     tcase_add_test(sockets, long_socket_path_refused);
@@ -959,6 +1051,7 @@ Suite *suite_make(void)
     tcase_add_test(sockets, missing_binary);
     tcase_add_test(sockets, bad_spec);
 
+    records = add_case(s, "records");
     tcase_add_test(records, exit_code_meanings);
     tcase_add_test(records, describe_exit_records);
     tcase_add_test(records, log_tail_lines);
