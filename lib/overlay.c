@@ -25,7 +25,7 @@
 #define COW_FILE "cow.img"
 #define TMP_PREFIX ".disk.img.tmp."
 #define COPY_CHUNK (16u << 20)
-#define BUF_SIZE (1u << 20)
+#define BUF_SIZE (128u << 10)
 
 static const char *const driver_names[] = {
     [OVERLAY_AUTO] = "auto",
@@ -186,6 +186,34 @@ static bool all_zero(const char *buf, size_t len)
     return len == 0 || (buf[0] == 0 && memcmp(buf, buf + 1, len - 1) == 0);
 }
 
+/* pwrite all of buf; a short write is retried, so errno tells why one
+ * stopped (ENOSPC comes on the write after the one that filled the disk). */
+static int pwrite_all(int fd, const char *buf, size_t len, uint64_t off)
+{
+    while (len > 0) {
+        ssize_t n = pwrite(fd, buf, len, (off_t)off);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0) {
+            errno = ENOSPC;
+            return -1;
+        }
+        buf += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Bytes of the 4 KiB block at `at` in a buffer of n bytes. */
+static size_t block_len(ssize_t n, size_t at)
+{
+    return (size_t)n - at < 4096 ? (size_t)n - at : 4096;
+}
+
 /* read/write for [off, end), leaving all-zero 4 KiB blocks as holes. */
 static int copy_rw(int in, int out, uint64_t off, uint64_t end, char *buf,
                    const char *base, const char *dst)
@@ -202,61 +230,38 @@ static int copy_rw(int in, int out, uint64_t off, uint64_t end, char *buf,
         if (n == 0)
             return error_set(VMM_EIO, "base image %s shrank while being "
                              "copied", base);
-        for (size_t at = 0; at < (size_t)n; at += 4096) {
-            size_t len = (size_t)n - at < 4096 ? (size_t)n - at : 4096;
+        /* One write per run of data blocks, not one per block. */
+        for (size_t at = 0; at < (size_t)n;) {
+            size_t run = at;
 
-            if (all_zero(buf + at, len))
-                continue;
-            if (pwrite(out, buf + at, len, (off_t)(off + at)) !=
-                (ssize_t)len)
+            while (run < (size_t)n && !all_zero(buf + run, block_len(n, run)))
+                run += block_len(n, run);
+            if (run > at && pwrite_all(out, buf + at, run - at, off + at) < 0)
                 return error_set_os(errno == ENOSPC ? VMM_EDISK : VMM_EIO,
-                                    errno ? errno : EIO, "writing %s", dst);
+                                    errno, "writing %s", dst);
+            at = run;
+            while (at < (size_t)n && all_zero(buf + at, block_len(n, at)))
+                at += block_len(n, at);
         }
         off += (uint64_t)n;
     }
     return 0;
 }
 
-/* Copies [off, end) with copy_file_range; *fallback set when the kernel
- * cannot do it for these files (cross-filesystem, block device). */
-static int copy_range(int in, int out, uint64_t off, uint64_t end,
-                      bool *fallback, const char *base, const char *dst)
-{
-    while (off < end) {
-        loff_t ioff = (loff_t)off, ooff = (loff_t)off;
-        size_t want = end - off > COPY_CHUNK ? COPY_CHUNK
-                                             : (size_t)(end - off);
-        ssize_t n = copy_file_range(in, &ioff, out, &ooff, want, 0);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EXDEV || errno == EINVAL ||
-                      errno == EOPNOTSUPP || errno == ENOSYS)) {
-            *fallback = true;
-            return 0;
-        }
-        if (n < 0)
-            return error_set_os(errno == ENOSPC ? VMM_EDISK : VMM_EIO, errno,
-                                "copying %s to %s", base, dst);
-        if (n == 0)
-            return error_set(VMM_EIO, "base image %s shrank while being "
-                             "copied", base);
-        off += (uint64_t)n;
-    }
-    return 0;
-}
-
+/* Copies the base's data extents, block runs at a time; see overlay.h. */
 static int copy_sparse(const vmm_context *ctx, const char *vm_name, int in,
                        int out, uint64_t size, const char *base,
                        const char *dst)
 {
-    bool fallback = false;
     uint64_t off = 0;
-    char *buf = NULL;
+    char *buf;
     int r = 0;
 
     if (ftruncate(out, (off_t)size) < 0)
         return error_set_os(VMM_EIO, errno, "sizing %s", dst);
+    buf = malloc(BUF_SIZE);
+    if (buf == NULL)
+        return error_set(VMM_ENOMEM, "copy buffer");
     while (off < size) {
         off_t data = lseek(in, (off_t)off, SEEK_DATA);
         off_t hole;
@@ -278,15 +283,7 @@ static int copy_sparse(const vmm_context *ctx, const char *vm_name, int in,
         for (uint64_t at = (uint64_t)data; at < end;) {
             uint64_t step = end - at > COPY_CHUNK ? at + COPY_CHUNK : end;
 
-            if (!fallback)
-                r = copy_range(in, out, at, step, &fallback, base, dst);
-            if (r == 0 && fallback) {
-                if (buf == NULL && (buf = malloc(BUF_SIZE)) == NULL) {
-                    r = error_set(VMM_ENOMEM, "copy buffer");
-                    goto out;
-                }
-                r = copy_rw(in, out, at, step, buf, base, dst);
-            }
+            r = copy_rw(in, out, at, step, buf, base, dst);
             if (r < 0)
                 goto out;
             /* Start writeback now, so the final fsync has little left. */

@@ -7,7 +7,9 @@
  *    loop-control ioctls), and a persistent snapshot target over them.
  *    Device names derive from the VM name so a crash's leftovers are found.
  *  - copy: a reflink (FICLONE) clone where the filesystem supports it, else
- *    a copy that keeps holes (SEEK_DATA/SEEK_HOLE, copy_file_range).
+ *    a copy that keeps holes (SEEK_DATA/SEEK_HOLE) and leaves the base's
+ *    all-zero blocks out (as `cp --sparse=always` does): copy_file_range
+ *    would write them, a quarter more data on a typical ext4 image.
  *  - auto: dm-snapshot when /dev/mapper/control works, else copy.
  *
  * SPDX-License-Identifier: MIT
