@@ -34,9 +34,38 @@ void error_reset(void)
     last.message[0] = '\0';
 }
 
+/*
+ * Messages are one line: a program tail quoted into one (e2fsck's, a VMM
+ * log's) has its line breaks turned into " | " and its trailing blanks
+ * dropped.
+ */
+static void one_line(char *msg, size_t size)
+{
+    char *end = msg + strlen(msg);
+
+    while (end > msg && (end[-1] == '\n' || end[-1] == ' ' ||
+                         end[-1] == '\r' || end[-1] == '\t'))
+        *--end = '\0';
+    for (char *p = msg; *p != '\0'; p++) {
+        size_t len;
+
+        if (*p != '\n')
+            continue;
+        len = strlen(p + 1);
+        if ((size_t)(p - msg) + 3 + len + 1 > size) {
+            *p = ' ';
+            continue;
+        }
+        memmove(p + 3, p + 1, len + 1);
+        memcpy(p, " | ", 3);
+        p += 2;
+    }
+}
+
 static void set_message(const char *fmt, va_list ap)
 {
     vsnprintf(last.message, sizeof(last.message), fmt, ap);
+    one_line(last.message, sizeof(last.message));
 }
 
 int error_set(int code, const char *fmt, ...)
@@ -90,6 +119,7 @@ int error_set_api(int http_status, const char *fault, const char *fmt, ...)
     if (len < sizeof(last.message))
         snprintf(last.message + len, sizeof(last.message) - len, ": %s",
                  fault);
+    one_line(last.message, sizeof(last.message));
     return VMM_EAPI;
 }
 

@@ -55,6 +55,8 @@
 #include "process.h"
 
 #define COMPONENT "process"
+/* The keeper's name (comm), which also vouches for the VMMs it keeps. */
+#define KEEPER_NAME "libvmm-keeper"
 #define DEFAULT_API_TIMEOUT_MS 5000
 
 /* Readiness polling: first retry after 50 us, doubling up to 2 ms. */
@@ -719,7 +721,7 @@ static _Noreturn void run_keeper(const struct launch *l)
 
     /* Named for what it is: ps would otherwise show the embedding
      * program's command line for as long as the VM runs. */
-    prctl(PR_SET_NAME, "libvmm-keeper");
+    prctl(PR_SET_NAME, KEEPER_NAME);
     /* Orphans of a daemonizing firecracker come to us, not to init. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     sigaction(SIGPIPE, &ign, NULL);
@@ -1314,6 +1316,28 @@ out:
 
 /* --- attach, signals, the end ---------------------------------------- */
 
+/* Whether pid's parent is a libvmm keeper (see run_keeper). */
+static bool kept_by_keeper(pid_t pid)
+{
+    struct proc_stat st;
+    char path[64], comm[32];
+    ssize_t n;
+    int fd;
+
+    if (read_proc_stat(pid, &st) < 0 || st.ppid <= 1)
+        return false;
+    snprintf(path, sizeof(path), "/proc/%d/comm", (int)st.ppid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    n = read(fd, comm, sizeof(comm) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    comm[n] = '\0';
+    return strcmp(comm, KEEPER_NAME "\n") == 0;
+}
+
 int process_attach(const vmm_context *ctx, const char *vm_name, pid_t pid,
                    uint64_t start_time, const char *api_socket,
                    struct vmm_process **out)
@@ -1361,9 +1385,13 @@ int process_attach(const vmm_context *ctx, const char *vm_name, pid_t pid,
                           (int)owner, (int)pid);
             goto fail;
         }
+    } else if (!kept_by_keeper(pid)) {
+        /* Without its socket, only a keeper's child can be our VMM: a
+         * record naming any other process must not get it signalled. */
+        r = error_set(VMM_ENOTFOUND, "%s: pid %d serves no API socket at %s "
+                      "and is not kept by libvmm", vm, (int)pid, api_socket);
+        goto fail;
     } else {
-        /* pid and start time already name one process; the VMM is still
-         * ours to stop, even if its socket went away. */
         log_warning(ctx, COMPONENT, vm_name, "API socket %s of VMM pid %d "
                     "does not answer (%s)", api_socket, (int)pid,
                     strerror(errno));
@@ -1408,6 +1436,11 @@ int process_attach_socket(const vmm_context *ctx, const char *vm_name,
     if (pid <= 0 || read_proc_stat(pid, &st) < 0 || stat_is_dead(&st))
         return error_set(VMM_ENOTFOUND, "%s: the process serving %s is gone",
                          vm, api_socket);
+    /* Anyone may listen on a path; no record vouches for this one, so its
+     * keeper must. */
+    if (!kept_by_keeper(pid))
+        return error_set(VMM_ENOTFOUND, "%s: pid %d serves %s but is not "
+                         "kept by libvmm", vm, (int)pid, api_socket);
     /* process_attach checks pid, start time and listener again. */
     return process_attach(ctx, vm_name, pid, st.start_time, api_socket, out);
 }

@@ -67,18 +67,20 @@ int process_spawn(const vmm_context *ctx, const struct process_spawn_spec *spec,
 
 /*
  * Attaches to a running VMM recorded earlier. VMM_ENOTFOUND when the
- * process is gone or the pid now belongs to another process (start time
- * or socket listener differ); then nothing is signalled.
+ * process is gone or the pid now belongs to another process: its start
+ * time differs, another process serves the socket, or nothing serves it
+ * and the process is not a libvmm keeper's child. Then nothing is
+ * signalled.
  */
 int process_attach(const vmm_context *ctx, const char *vm_name, pid_t pid,
                    uint64_t start_time, const char *api_socket,
                    struct vmm_process **out);
 
 /*
- * Attaches to whatever process serves api_socket, identified by the
- * socket's peer credentials. For a VMM nobody recorded (its starter died
- * before it could) whose socket lives in a directory only libvmm writes.
- * VMM_ENOTFOUND when nothing listens.
+ * Attaches to the process serving api_socket, identified by the socket's
+ * peer credentials: for a VMM nobody recorded (its starter died before it
+ * could). Only a process whose parent is a libvmm keeper is taken; any
+ * other listener, like nothing listening, is VMM_ENOTFOUND.
  */
 int process_attach_socket(const vmm_context *ctx, const char *vm_name,
                           const char *api_socket, struct vmm_process **out);

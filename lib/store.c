@@ -583,6 +583,8 @@ static void read_fields(struct reader *rd, struct vm_record *rec)
     }
     rec->ssh_authorized_keys = get_str(rd, root, "ssh_authorized_keys", true);
     rec->netns = get_str(rd, root, "netns", true);
+    if (rec->netns != NULL && !net_netns_name_valid(rec->netns))
+        bad(rd, "netns", "is not a valid namespace name");
     rec->own_netns = get_bool(rd, root, "own_netns");
     rec->pristine = get_bool(rd, root, "pristine");
 
