@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <linux/if.h>
 #include <linux/if_arp.h>
@@ -329,6 +330,7 @@ struct link_info {
     int index;
     unsigned short type;
     char kind[16];
+    char alias[IFALIASZ]; /* IFLA_IFALIAS; "" when it has none */
 };
 
 static int parse_link(const struct nlmsghdr *h, void *user)
@@ -348,6 +350,9 @@ static int parse_link(const struct nlmsghdr *h, void *user)
         const struct rtattr *b;
         int inner;
 
+        if (a->rta_type == IFLA_IFALIAS)
+            snprintf(info->alias, sizeof(info->alias), "%.*s",
+                     (int)RTA_PAYLOAD(a), (const char *)RTA_DATA(a));
         if (a->rta_type != IFLA_LINKINFO)
             continue;
         inner = RTA_PAYLOAD(a);
@@ -393,6 +398,20 @@ static int link_set_up(struct nl *nl, int index)
 
     nl_req_init(&r, RTM_NEWLINK, 0, &ifi, sizeof(ifi));
     return nl_transact(nl, &r, NULL, NULL);
+}
+
+/* Sent without a terminator: the kernel counts one against IFALIASZ. */
+static int link_set_alias(struct nl *nl, int index, const char *alias)
+{
+    struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC, .ifi_index = index };
+    struct nl_req r;
+    int err;
+
+    nl_req_init(&r, RTM_NEWLINK, 0, &ifi, sizeof(ifi));
+    err = nl_put(&r, IFLA_IFALIAS, alias, strlen(alias));
+    if (err == 0)
+        err = nl_transact(nl, &r, NULL, NULL);
+    return err;
 }
 
 static int link_delete(struct nl *nl, int index)
@@ -589,17 +608,54 @@ static int test_fault(const char *step)
 
 /* --- taps ---------------------------------------------------------------- */
 
+/*
+ * A tap's owner lives in its interface alias, which the kernel keeps with
+ * the link: anyone sharing the namespace can read it, and it goes when the
+ * tap goes. An owner longer than an alias can hold keeps its start and
+ * ends in a hash of the whole, so two long owners that share their first
+ * bytes still differ.
+ */
+static void owner_alias(const char *owner, char out[IFALIASZ])
+{
+    size_t len = strlen(owner), keep = IFALIASZ - 1 - 17;
+    uint64_t h = 0xcbf29ce484222325u;
+
+    if (len < IFALIASZ) {
+        memcpy(out, owner, len + 1);
+        return;
+    }
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)owner[i]) * 0x100000001b3u;
+    memcpy(out, owner, keep);
+    snprintf(out + keep, IFALIASZ - keep, "#%016" PRIx64, h);
+}
+
+/* "owned by "X"" or "has no owner", for messages about a tap. */
+static void owner_describe(const char *alias, char *buf, size_t size)
+{
+    if (alias[0] == '\0')
+        snprintf(buf, size, "has no owner (no interface alias)");
+    else
+        snprintf(buf, size, "is owned by \"%s\"", alias);
+}
+
 struct tap_job {
     const char *tap;
     const char *where;
+    const char *alias;
     struct in_addr host;
     uint8_t prefix_len;
     bool reused;
     unsigned stale_dropped;
 };
 
-/* Makes a persistent tap, with the flags Firecracker will open it with. */
-static int tun_create(const char *tap, const char *where)
+/*
+ * Makes a tap, with the flags Firecracker will open it with, and gives back
+ * the fd that holds it. It is not persistent yet: should this program die
+ * before it has an owner, closing the fd removes it again. IFF_TUN_EXCL
+ * refuses a device that someone made since the lookup.
+ */
+static int tun_open(const char *tap, const char *where, int *fd_out)
 {
     struct ifreq ifr;
     int fd, err;
@@ -611,24 +667,47 @@ static int tun_create(const char *tap, const char *where)
                             where);
 
     memset(&ifr, 0, sizeof(ifr));
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL;
     memcpy(ifr.ifr_name, tap, strlen(tap));
     err = test_fault("tun");
     if (err == 0 && ioctl(fd, TUNSETIFF, &ifr) < 0)
         err = errno;
+    if (err == EBUSY) {
+        close(fd);
+        return error_set(VMM_EEXIST, "tap %s %s: another program created "
+                         "it at the same moment; leaving it alone", tap,
+                         where);
+    }
     if (err != 0) {
         close(fd);
         return error_set_os(VMM_ENET, err, "tap %s %s: creating it", tap,
                             where);
     }
-    /* Until persistent, closing the fd would remove the tap again. */
-    if (ioctl(fd, TUNSETPERSIST, 1) < 0) {
-        err = errno;
-        close(fd);
-        return error_set_os(VMM_ENET, err, "tap %s %s: making it "
-                            "persistent", tap, where);
-    }
-    close(fd);
+    *fd_out = fd;
+    return 0;
+}
+
+/* Gives the tap held by tun_fd its owner, then lets it outlive the fd. */
+static int tap_adopt(struct nl *nl, const struct tap_job *j, int tun_fd,
+                     struct link_info *info)
+{
+    int err;
+
+    err = link_get(nl, j->tap, info);
+    if (err < 0)
+        return error_set_os(VMM_ENET, -err, "tap %s %s: looking it up%s%s",
+                            j->tap, j->where, nl->ext[0] ? ": " : "",
+                            nl->ext);
+    err = -test_fault("owner");
+    if (err == 0)
+        err = link_set_alias(nl, info->index, j->alias);
+    if (err < 0)
+        return error_set_os(VMM_ENET, -err, "tap %s %s: setting its owner "
+                            "alias%s%s", j->tap, j->where,
+                            nl->ext[0] ? ": " : "", nl->ext);
+    if (ioctl(tun_fd, TUNSETPERSIST, 1) < 0)
+        return error_set_os(VMM_ENET, errno, "tap %s %s: making it "
+                            "persistent", j->tap, j->where);
     return 0;
 }
 
@@ -637,9 +716,9 @@ static int tap_create_here(void *arg)
     struct tap_job *j = arg;
     struct link_info info;
     bool created = false;
-    char host[INET_ADDRSTRLEN];
+    char host[INET_ADDRSTRLEN], whose[IFALIASZ + 32];
     struct nl nl;
-    int err, r;
+    int tun_fd = -1, err, r;
 
     inet_ntop(AF_INET, &j->host, host, sizeof(host));
     err = nl_open(&nl);
@@ -654,16 +733,23 @@ static int tap_create_here(void *arg)
                       j->tap, j->where, info.kind);
         goto out;
     }
+    if (err == 0 && strcmp(info.alias, j->alias) != 0) {
+        owner_describe(info.alias, whose, sizeof(whose));
+        r = error_set(VMM_EEXIST, "tap %s %s %s, not \"%s\"; leaving it "
+                      "alone", j->tap, j->where, whose, j->alias);
+        goto out;
+    }
     if (err == 0) {
         j->reused = true;
     } else if (err == -ENODEV) {
-        r = tun_create(j->tap, j->where);
+        r = tun_open(j->tap, j->where, &tun_fd);
         if (r < 0)
             goto out;
         created = true;
-        err = link_get(&nl, j->tap, &info);
-    }
-    if (err < 0) {
+        r = tap_adopt(&nl, j, tun_fd, &info);
+        if (r < 0)
+            goto out;
+    } else {
         r = error_set_os(VMM_ENET, -err, "tap %s %s: looking it up%s%s",
                          j->tap, j->where, nl.ext[0] ? ": " : "", nl.ext);
         goto out;
@@ -703,19 +789,34 @@ static int tap_create_here(void *arg)
 
 out:
     if (r < 0 && created) {
-        /* By name: the lookup above may be what failed. */
-        if (link_get(&nl, j->tap, &info) == 0 && link_is_tap(&info))
+        /* By name, and only while it is still the one this call made:
+         * the lookup above may be what failed. */
+        if (link_get(&nl, j->tap, &info) == 0 && link_is_tap(&info) &&
+            strcmp(info.alias, j->alias) == 0)
             link_delete(&nl, info.index);
     }
+    /* Not yet persistent, the tap goes with its last fd. */
+    if (tun_fd >= 0)
+        close(tun_fd);
     nl_close(&nl);
     return r;
 }
 
+/* VMM_EINVAL unless the owner is a non-empty string. */
+static int check_owner(const char *tap, const char *owner, const char *fn)
+{
+    if (owner == NULL || owner[0] == '\0')
+        return error_set(VMM_EINVAL, "%s: tap %s: the owner is %s", fn,
+                         tap, owner == NULL ? "NULL" : "empty");
+    return 0;
+}
+
 int net_tap_create(const vmm_context *ctx, const char *vm_name,
-                   const struct net_lease *l, int netns_fd)
+                   const struct net_lease *l, const char *owner,
+                   int netns_fd)
 {
     struct tap_job j = { 0 };
-    char where[PATH_MAX + 32], label[PATH_MAX + 64];
+    char where[PATH_MAX + 32], label[PATH_MAX + 64], alias[IFALIASZ];
     int r;
 
     if (l == NULL)
@@ -730,13 +831,18 @@ int net_tap_create(const vmm_context *ctx, const char *vm_name,
                          "not an IPv4 address and prefix", l->tap,
                          (int)sizeof(l->host_ip), l->host_ip,
                          l->prefix_len);
+    r = check_owner(l->tap, owner, "net_tap_create");
+    if (r < 0)
+        return r;
     if (netns_fd < -1)
         return error_set(VMM_EINVAL, "tap %s: network namespace fd %d is "
                          "invalid", l->tap, netns_fd);
 
     netns_describe(netns_fd, where, sizeof(where));
+    owner_alias(owner, alias);
     j.tap = l->tap;
     j.where = where;
+    j.alias = alias;
     j.prefix_len = (uint8_t)l->prefix_len;
     snprintf(label, sizeof(label), "tap %s %s", l->tap, where);
     r = run_in_netns(netns_fd, false, label, tap_create_here, &j);
@@ -752,6 +858,7 @@ int net_tap_create(const vmm_context *ctx, const char *vm_name,
 struct tap_del_job {
     const char *tap;
     const char *where;
+    const char *alias;
     bool exists;
 };
 
@@ -759,6 +866,7 @@ static int tap_delete_here(void *arg)
 {
     struct tap_del_job *j = arg;
     struct link_info info;
+    char whose[IFALIASZ + 32];
     struct nl nl;
     int err, r = 0;
 
@@ -776,6 +884,13 @@ static int tap_delete_here(void *arg)
                       j->where, info.kind);
         goto out;
     }
+    if (err == 0 && strcmp(info.alias, j->alias) != 0) {
+        owner_describe(info.alias, whose, sizeof(whose));
+        r = error_set(VMM_EBUSY, "tap %s %s %s, not \"%s\"; not deleting "
+                      "it", j->tap, j->where, whose, j->alias);
+        goto out;
+    }
+    /* By index: a tap made again under that name since is not this one. */
     if (err == 0)
         err = link_delete(&nl, info.index);
     if (err < 0 && err != -ENODEV)
@@ -787,19 +902,25 @@ out:
     return r;
 }
 
-int net_tap_delete(const char *tap, int netns_fd)
+int net_tap_delete(const char *tap, const char *owner, int netns_fd)
 {
     struct tap_del_job j = { .tap = tap };
-    char where[PATH_MAX + 32], label[PATH_MAX + 64];
+    char where[PATH_MAX + 32], label[PATH_MAX + 64], alias[IFALIASZ];
+    int r;
 
     if (!tap_name_valid(tap))
         return error_set(VMM_EINVAL, "tap name \"%.*s\" is not a valid "
                          "interface name", IFNAMSIZ, tap ? tap : "(null)");
+    r = check_owner(tap, owner, "net_tap_delete");
+    if (r < 0)
+        return r;
     if (netns_fd < -1)
         return error_set(VMM_EINVAL, "tap %s: network namespace fd %d is "
                          "invalid", tap, netns_fd);
     netns_describe(netns_fd, where, sizeof(where));
+    owner_alias(owner, alias);
     j.where = where;
+    j.alias = alias;
     snprintf(label, sizeof(label), "tap %s %s", tap, where);
     return run_in_netns(netns_fd, false, label, tap_delete_here, &j);
 }

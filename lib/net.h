@@ -7,7 +7,9 @@
  * host side of the tap is the first address, the guest the second. The
  * MAC derives from the guest address (06:00:A:B:C:D), and the tap's name
  * from the slot ("vmtap<slot>"), so both are unique while slots are, and
- * fit IFNAMSIZ. Slots are handed out by the store under its host-wide lock.
+ * fit IFNAMSIZ. Slots are handed out under the state directory's lock, so
+ * they are unique within one state directory; VMs of other state
+ * directories in the same namespace are kept apart by the taps' owners.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -38,23 +40,35 @@ int net_lease_for_slot(const vmm_context *ctx, uint32_t slot,
 int net_boot_arg(const struct net_lease *l, char *buf, size_t size);
 
 /*
- * Creates a persistent tap for the lease (or reuses an existing tap of the
- * same name, dropping any IPv4 address of an older lease from it),
- * addresses its host side and brings it up, inside the namespace netns_fd
- * (or the caller's when -1). The calling thread's namespace never changes.
- * Failure leaves no tap this call created. ctx and vm_name only label log
- * messages; both may be NULL.
+ * Taps carry their owner in their interface alias (IFLA_IFALIAS), so
+ * programs that share a namespace but not a state directory never take
+ * each other's tap. owner is any non-empty string; one longer than
+ * IFALIASZ - 1 bytes is stored as its start and a hash of the whole, and
+ * compared the same way.
  *
- * Errors: VMM_EINVAL (bad name, address or fd), VMM_EEXIST (a device of
- * that name exists and is not a tap; it is left alone), VMM_EUNSUPPORTED
- * (no /dev/net/tun), VMM_ENET (the kernel refused a step), VMM_EIO.
+ * Creates a persistent tap for the lease owned by owner (or reuses a tap
+ * of that name with that owner, dropping any IPv4 address of an older
+ * lease from it), addresses its host side and brings it up, inside the
+ * namespace netns_fd (or the caller's when -1). The tap is made persistent
+ * only once its alias is set, so no tap without an owner outlives a
+ * program that dies half-way. The calling thread's namespace never
+ * changes. Failure leaves no tap this call created. ctx and vm_name only
+ * label log messages; both may be NULL.
+ *
+ * Errors: VMM_EINVAL (bad name, address, owner or fd), VMM_EEXIST (a
+ * device of that name exists and is not a tap, or is a tap with another
+ * owner or none; the message names the tap, its namespace and its owner;
+ * it is left alone), VMM_EUNSUPPORTED (no /dev/net/tun), VMM_ENET (the
+ * kernel refused a step), VMM_EIO.
  */
 int net_tap_create(const vmm_context *ctx, const char *vm_name,
-                   const struct net_lease *l, int netns_fd);
+                   const struct net_lease *l, const char *owner,
+                   int netns_fd);
 
-/* Removes a tap; a missing one is not an error. A device of that name that
- * is not a tap is left alone (VMM_ENET). */
-int net_tap_delete(const char *tap, int netns_fd);
+/* Removes the tap if owner owns it; a missing one is not an error. A tap
+ * with another owner or none is left alone (VMM_EBUSY, naming the owner),
+ * and so is a device of that name that is not a tap (VMM_ENET). */
+int net_tap_delete(const char *tap, const char *owner, int netns_fd);
 
 /* Whether a tap of that name exists in the namespace (false on errors). */
 bool net_tap_exists(const char *tap, int netns_fd);
@@ -77,8 +91,9 @@ bool net_netns_name_valid(const char *name);
 
 /*
  * Tests only: when set, called before the steps of net_tap_create() named
- * "tun" (creating the device), "address" and "up"; a non-zero errno it
- * returns fails that step as if the kernel had refused it.
+ * "tun" (creating the device), "owner" (setting its alias, while it is not
+ * yet persistent), "address" and "up"; a non-zero errno it returns fails
+ * that step as if the kernel had refused it.
  */
 extern int (*net_test_fail_hook)(const char *step);
 

@@ -366,10 +366,13 @@ static int open_netns(const vmm_vm *vm, int *fd)
 
 static void release_tap(vmm_vm *vm)
 {
+    char owner[PATH_MAX + 8];
     int netns_fd = -1;
 
+    /* As start_locked() names it: a tap of another VM is left alone. */
+    snprintf(owner, sizeof(owner), "libvmm:%s", vm->dir);
     if (vm->rec.has_net && open_netns(vm, &netns_fd) == 0) {
-        if (net_tap_delete(vm->rec.lease.tap, netns_fd) < 0)
+        if (net_tap_delete(vm->rec.lease.tap, owner, netns_fd) < 0)
             log_warning(vm->ctx, "net", vm->name, "removing tap %s: %s",
                         vm->rec.lease.tap, vmm_error_last()->message);
     }
@@ -712,12 +715,17 @@ static int compare_u32(const void *a, const void *b)
 }
 
 /*
- * The lowest network slot no record holds. Called under the host-wide
- * lock, so two creates never take the same slot.
+ * The lowest network slot no record holds. Called under the state
+ * directory's lock, so two creates there never take the same slot. When
+ * check_taps, a slot whose tap already exists in the namespace netns_fd
+ * (-1: the caller's) is skipped too: another state directory's VM, or
+ * someone else, holds it there.
  */
-static int free_slot(vmm_context *ctx, uint32_t *slot_out)
+static int free_slot(vmm_context *ctx, bool check_taps, int netns_fd,
+                     uint32_t *slot_out)
 {
-    uint32_t *used = NULL, n = 0, cap = 0, slot = 0;
+    uint32_t *used = NULL, n = 0, cap = 0, slot = 0, taken = 0;
+    uint32_t slots = net_pool_slots(ctx);
     char *dir_path;
     struct dirent *e;
     DIR *dir;
@@ -773,13 +781,25 @@ static int free_slot(vmm_context *ctx, uint32_t *slot_out)
 
     if (n > 1)
         qsort(used, n, sizeof(*used), compare_u32);
-    for (uint32_t i = 0; i < n && used[i] <= slot; i++)
-        if (used[i] == slot)
-            slot++;
+    for (uint32_t i = 0; slot < slots; slot++) {
+        struct net_lease l;
+
+        while (i < n && used[i] < slot)
+            i++;
+        if (i < n && used[i] == slot)
+            continue;
+        /* One probe per candidate, and the first free one ends it. */
+        if (!check_taps || net_lease_for_slot(ctx, slot, &l) < 0 ||
+            !net_tap_exists(l.tap, netns_fd))
+            break;
+        taken++;
+    }
     free(used);
-    if (slot >= net_pool_slots(ctx))
+    error_reset();
+    if (slot >= slots)
         return error_set(VMM_ENET, "the address pool has no free /30 left "
-                         "(%u in use)", n);
+                         "(%u in use here, %u more by taps of others)", n,
+                         taken);
     *slot_out = slot;
     return 0;
 }
@@ -838,9 +858,18 @@ static int claim(vmm_vm *vm, int *lock_fd)
     }
     vm->rec.phase = PHASE_CREATING;
     if (vm->rec.has_net) {
+        bool shared = !vm->rec.own_netns;
         uint32_t slot = 0;
+        int netns_fd = -1;
 
-        r = free_slot(vm->ctx, &slot);
+        /* Taps of VMs from other state directories can only be met in a
+         * namespace VMs share: the host's or a named one. */
+        if (shared && vm->rec.netns != NULL)
+            r = net_netns_open(vm->rec.netns, &netns_fd);
+        if (r == 0)
+            r = free_slot(vm->ctx, shared, netns_fd, &slot);
+        if (netns_fd >= 0)
+            close(netns_fd);
         if (r == 0)
             r = net_lease_for_slot(vm->ctx, slot, &vm->rec.lease);
     }
@@ -1305,7 +1334,12 @@ static int start_locked(vmm_vm *vm, uint32_t timeout_ms)
     if (r < 0)
         goto fail;
     if (vm->rec.has_net) {
-        r = net_tap_create(vm->ctx, vm->name, &vm->rec.lease, netns_fd);
+        char owner[PATH_MAX + 8];
+
+        /* The VM's directory tells it from VMs of other state dirs. */
+        snprintf(owner, sizeof(owner), "libvmm:%s", vm->dir);
+        r = net_tap_create(vm->ctx, vm->name, &vm->rec.lease, owner,
+                           netns_fd);
         if (r < 0)
             goto fail;
     }

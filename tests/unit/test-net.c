@@ -24,6 +24,10 @@
 #include "net.h"
 
 static char tap_ns[64];   /* namespace of the "tap" case, made with ip */
+
+/* Owners of taps, as vm.c names them: "libvmm:" and the VM's directory. */
+#define ME "libvmm:/state-a/vms/web1"
+#define OTHER "libvmm:/state-b/vms/web1"
 static char own_ns[64];   /* name the "netns" case creates through net.c */
 
 /* --- helpers ------------------------------------------------------------- */
@@ -308,7 +312,7 @@ START_TEST(tap_create_configures_it)
     int fd = open_ns(tap_ns);
 
     ck_assert(!net_tap_exists(l.tap, fd));
-    ck_assert_int_eq(net_tap_create(NULL, "vm5", &l, fd), 0);
+    ck_assert_int_eq(net_tap_create(NULL, "vm5", &l, ME, fd), 0);
     ck_assert_uint_eq(thread_netns(), self);
 
     ck_assert_int_eq(run(out, sizeof(out), "ip -n %s -d -o link show dev %s",
@@ -361,9 +365,9 @@ START_TEST(tap_create_again_reuses)
     o.log_user = &cap;
     ck_assert_int_eq(vmm_context_new(&ctx, &o), 0);
 
-    ck_assert_int_eq(net_tap_create(ctx, "vm7", &l, fd), 0);
+    ck_assert_int_eq(net_tap_create(ctx, "vm7", &l, ME, fd), 0);
     ck_assert_int_eq(cap.calls, 0);
-    ck_assert_int_eq(net_tap_create(ctx, "vm7", &l, fd), 0);
+    ck_assert_int_eq(net_tap_create(ctx, "vm7", &l, ME, fd), 0);
     ck_assert_int_eq(cap.calls, 1);
     ck_assert_ptr_nonnull(strstr(cap.message, "reused existing tap vmtap7"));
     ck_assert_int_eq(run(out, sizeof(out), "ip -n %s -o -4 addr show dev %s"
@@ -373,7 +377,7 @@ START_TEST(tap_create_again_reuses)
     /* Same tap, another lease: the old address must not linger. */
     moved = lease(9);
     strcpy(moved.tap, l.tap);
-    ck_assert_int_eq(net_tap_create(ctx, "vm7", &moved, fd), 0);
+    ck_assert_int_eq(net_tap_create(ctx, "vm7", &moved, ME, fd), 0);
     ck_assert_ptr_nonnull(strstr(cap.message, "older lease"));
     ck_assert_int_eq(run(out, sizeof(out), "ip -n %s -o -4 addr show dev %s",
                          tap_ns, l.tap), 0);
@@ -390,13 +394,13 @@ START_TEST(tap_delete_and_delete_missing)
     ino_t self = thread_netns();
     int fd = open_ns(tap_ns);
 
-    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, fd), 0);
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, ME, fd), 0);
     ck_assert(ip_sees_link(tap_ns, l.tap));
-    ck_assert_int_eq(net_tap_delete(l.tap, fd), 0);
+    ck_assert_int_eq(net_tap_delete(l.tap, ME, fd), 0);
     ck_assert(!ip_sees_link(tap_ns, l.tap));
     ck_assert(!net_tap_exists(l.tap, fd));
-    ck_assert_int_eq(net_tap_delete(l.tap, fd), 0);
-    ck_assert_int_eq(net_tap_delete("vmtap99999", fd), 0);
+    ck_assert_int_eq(net_tap_delete(l.tap, ME, fd), 0);
+    ck_assert_int_eq(net_tap_delete("vmtap99999", ME, fd), 0);
     ck_assert_uint_eq(thread_netns(), self);
     close(fd);
 }
@@ -417,7 +421,7 @@ static void check_failure_leaves_nothing(const char *step)
 
     fail_step = step;
     net_test_fail_hook = fail_at;
-    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, fd), VMM_ENET);
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, ME, fd), VMM_ENET);
     net_test_fail_hook = NULL;
     ck_assert_vmm_error(VMM_ENET, "tap vmtap13");
     ck_assert_vmm_error(VMM_ENET, tap_ns);
@@ -431,6 +435,13 @@ static void check_failure_leaves_nothing(const char *step)
 START_TEST(tap_failure_at_tun_leaves_nothing)
 {
     check_failure_leaves_nothing("tun");
+}
+END_TEST
+
+/* Before it is persistent: closing the tun fd is what removes it. */
+START_TEST(tap_failure_at_owner_leaves_nothing)
+{
+    check_failure_leaves_nothing("owner");
 }
 END_TEST
 
@@ -454,41 +465,189 @@ START_TEST(tap_refuses_other_devices_and_bad_input)
 
     /* lo exists and is no tap: refused, and neither changed nor removed. */
     strcpy(l.tap, "lo");
-    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, fd), VMM_EEXIST);
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, ME, fd), VMM_EEXIST);
     ck_assert_vmm_error(VMM_EEXIST, "tap lo");
     ck_assert_vmm_error(VMM_EEXIST, "not a tap");
-    ck_assert_int_eq(net_tap_delete("lo", fd), VMM_ENET);
+    ck_assert_int_eq(net_tap_delete("lo", ME, fd), VMM_ENET);
     ck_assert_vmm_error(VMM_ENET, "not a tap");
     ck_assert(ip_sees_link(tap_ns, "lo"));
     ck_assert(!net_tap_exists("lo", fd));
 
     strcpy(l.tap, "bad/name");
-    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, fd), VMM_EINVAL);
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, ME, fd), VMM_EINVAL);
     ck_assert_vmm_error(VMM_EINVAL, "bad/name");
     strcpy(l.tap, "");
-    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, fd), VMM_EINVAL);
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, ME, fd), VMM_EINVAL);
     memset(l.tap, 'x', sizeof(l.tap));  /* no terminator within IFNAMSIZ */
-    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, fd), VMM_EINVAL);
-    ck_assert_int_eq(net_tap_delete("a b", fd), VMM_EINVAL);
-    ck_assert_int_eq(net_tap_delete(NULL, fd), VMM_EINVAL);
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, ME, fd), VMM_EINVAL);
+    ck_assert_int_eq(net_tap_delete("a b", ME, fd), VMM_EINVAL);
+    ck_assert_int_eq(net_tap_delete(NULL, ME, fd), VMM_EINVAL);
 
     l = lease(15);
     strcpy(l.host_ip, "172.16.0.999");
-    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, fd), VMM_EINVAL);
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, ME, fd), VMM_EINVAL);
     ck_assert_vmm_error(VMM_EINVAL, "172.16.0.999");
     l = lease(15);
-    ck_assert_int_eq(net_tap_create(NULL, NULL, NULL, fd), VMM_EINVAL);
-    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, -2), VMM_EINVAL);
+    ck_assert_int_eq(net_tap_create(NULL, NULL, NULL, ME, fd), VMM_EINVAL);
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, ME, -2), VMM_EINVAL);
 
     /* An fd that is no namespace: setns fails on the helper thread, and
      * the error comes back to this one. */
-    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, 0), VMM_ENET);
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, ME, 0), VMM_ENET);
     ck_assert_vmm_error(VMM_ENET, "tap vmtap15 in ");
     ck_assert_vmm_error(VMM_ENET, "entering that network namespace");
     ck_assert_int_ne(vmm_error_last()->os_error, 0);
 
     ck_assert(!ip_sees_link(tap_ns, "vmtap15"));
     ck_assert_uint_eq(thread_netns(), self);
+    close(fd);
+}
+END_TEST
+
+/* --- owners -------------------------------------------------------------- */
+
+/* The tap's alias as `ip` shows it, without the newline; "" for none. */
+static void alias_of(const char *dev, char *out, size_t size)
+{
+    size_t n;
+
+    ck_assert_int_eq(run(out, size, "ip -n %s link show dev %s | "
+                         "sed -n 's/^    alias //p'", tap_ns, dev), 0);
+    n = strlen(out);
+    if (n > 0 && out[n - 1] == '\n')
+        out[n - 1] = '\0';
+}
+
+START_TEST(tap_create_sets_owner_alias)
+{
+    struct net_lease l = lease(19);
+    char alias[512];
+    int fd = open_ns(tap_ns);
+
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, ME, fd), 0);
+    alias_of(l.tap, alias, sizeof(alias));
+    ck_assert_str_eq(alias, ME);
+    /* The owner's own second create reuses it and keeps the alias. */
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, ME, fd), 0);
+    alias_of(l.tap, alias, sizeof(alias));
+    ck_assert_str_eq(alias, ME);
+    close(fd);
+}
+END_TEST
+
+START_TEST(tap_of_another_owner_is_refused_and_untouched)
+{
+    struct net_lease mine = lease(21), theirs = lease(23);
+    char alias[512], out[4096];
+    int fd = open_ns(tap_ns);
+
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &mine, ME, fd), 0);
+    strcpy(theirs.tap, mine.tap);
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &theirs, OTHER, fd),
+                     VMM_EEXIST);
+    ck_assert_vmm_error(VMM_EEXIST, "tap vmtap21 ");
+    ck_assert_vmm_error(VMM_EEXIST, tap_ns);
+    ck_assert_vmm_error(VMM_EEXIST, "\"" ME "\"");
+
+    /* Same owner, same address, still up, and no address of the other. */
+    alias_of(mine.tap, alias, sizeof(alias));
+    ck_assert_str_eq(alias, ME);
+    ck_assert_int_eq(run(out, sizeof(out), "ip -n %s -o -4 addr show dev %s",
+                         tap_ns, mine.tap), 0);
+    ck_assert_msg(strstr(out, "inet 172.16.0.85/30 ") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "172.16.0.93") == NULL, "taken over: %s", out);
+    ck_assert_int_eq(run(out, sizeof(out), "ip -n %s -o link show dev %s",
+                         tap_ns, mine.tap), 0);
+    ck_assert_msg(strstr(out, ",UP") || strstr(out, "<UP"), "down: %s", out);
+    close(fd);
+}
+END_TEST
+
+START_TEST(tap_delete_by_another_owner_is_refused)
+{
+    struct net_lease l = lease(25);
+    int fd = open_ns(tap_ns);
+
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, ME, fd), 0);
+    ck_assert_int_eq(net_tap_delete(l.tap, OTHER, fd), VMM_EBUSY);
+    ck_assert_vmm_error(VMM_EBUSY, "tap vmtap25 ");
+    ck_assert_vmm_error(VMM_EBUSY, "\"" ME "\"");
+    ck_assert(ip_sees_link(tap_ns, l.tap));
+    ck_assert(net_tap_exists(l.tap, fd));
+
+    ck_assert_int_eq(net_tap_delete(l.tap, ME, fd), 0);
+    ck_assert(!ip_sees_link(tap_ns, l.tap));
+    close(fd);
+}
+END_TEST
+
+START_TEST(tap_without_owner_is_nobody_s)
+{
+    struct net_lease l = lease(27);
+    char alias[512];
+    int fd = open_ns(tap_ns);
+
+    /* What another program (or an older libvmm) leaves: no alias. */
+    ck_assert_int_eq(run(NULL, 0, "ip -n %s tuntap add dev %s mode tap",
+                         tap_ns, l.tap), 0);
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, ME, fd), VMM_EEXIST);
+    ck_assert_vmm_error(VMM_EEXIST, "has no owner");
+    ck_assert_int_eq(net_tap_delete(l.tap, ME, fd), VMM_EBUSY);
+    ck_assert_vmm_error(VMM_EBUSY, "has no owner");
+    ck_assert(ip_sees_link(tap_ns, l.tap));
+    alias_of(l.tap, alias, sizeof(alias));
+    ck_assert_str_eq(alias, "");
+    ck_assert_int_eq(run(NULL, 0, "ip -n %s link delete %s", tap_ns, l.tap),
+                     0);
+    close(fd);
+}
+END_TEST
+
+START_TEST(tap_long_owners)
+{
+    struct net_lease l = lease(29);
+    char a[600], b[600], alias[600];
+    int fd = open_ns(tap_ns);
+
+    /* Two owners that differ only past what an alias holds. */
+    memset(a, 'd', sizeof(a) - 1);
+    memcpy(a, "libvmm:/", 8);
+    a[sizeof(a) - 1] = '\0';
+    memcpy(b, a, sizeof(b));
+    b[sizeof(b) - 2] = 'e';
+
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, a, fd), 0);
+    alias_of(l.tap, alias, sizeof(alias));
+    ck_assert_uint_eq(strlen(alias), 255);
+    ck_assert(strncmp(alias, a, 200) == 0);
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, a, fd), 0);
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, b, fd), VMM_EEXIST);
+    ck_assert_int_eq(net_tap_delete(l.tap, b, fd), VMM_EBUSY);
+    ck_assert(ip_sees_link(tap_ns, l.tap));
+    ck_assert_int_eq(net_tap_delete(l.tap, a, fd), 0);
+    ck_assert(!ip_sees_link(tap_ns, l.tap));
+
+    /* Exactly 255 bytes is kept as it is. */
+    a[255] = '\0';
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, a, fd), 0);
+    alias_of(l.tap, alias, sizeof(alias));
+    ck_assert_str_eq(alias, a);
+    ck_assert_int_eq(net_tap_delete(l.tap, a, fd), 0);
+    close(fd);
+}
+END_TEST
+
+START_TEST(tap_owner_must_be_given)
+{
+    struct net_lease l = lease(31);
+    int fd = open_ns(tap_ns);
+
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, NULL, fd), VMM_EINVAL);
+    ck_assert_vmm_error(VMM_EINVAL, "owner");
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, "", fd), VMM_EINVAL);
+    ck_assert_int_eq(net_tap_delete(l.tap, NULL, fd), VMM_EINVAL);
+    ck_assert_int_eq(net_tap_delete(l.tap, "", fd), VMM_EINVAL);
+    ck_assert(!ip_sees_link(tap_ns, l.tap));
     close(fd);
 }
 END_TEST
@@ -563,7 +722,7 @@ START_TEST(netns_taps_inside_own_namespace)
 
     ck_assert_int_eq(net_netns_create(own_ns), 0);
     ck_assert_int_eq(net_netns_open(own_ns, &fd), 0);
-    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, fd), 0);
+    ck_assert_int_eq(net_tap_create(NULL, NULL, &l, ME, fd), 0);
     ck_assert(ip_sees_link(own_ns, l.tap));
     ck_assert(net_tap_exists(l.tap, fd));
     close(fd);
@@ -667,9 +826,16 @@ Suite *suite_make(void)
     tcase_add_test(tap_tc, tap_create_again_reuses);
     tcase_add_test(tap_tc, tap_delete_and_delete_missing);
     tcase_add_test(tap_tc, tap_failure_at_tun_leaves_nothing);
+    tcase_add_test(tap_tc, tap_failure_at_owner_leaves_nothing);
     tcase_add_test(tap_tc, tap_failure_at_address_leaves_nothing);
     tcase_add_test(tap_tc, tap_failure_at_up_leaves_nothing);
     tcase_add_test(tap_tc, tap_refuses_other_devices_and_bad_input);
+    tcase_add_test(tap_tc, tap_create_sets_owner_alias);
+    tcase_add_test(tap_tc, tap_of_another_owner_is_refused_and_untouched);
+    tcase_add_test(tap_tc, tap_delete_by_another_owner_is_refused);
+    tcase_add_test(tap_tc, tap_without_owner_is_nobody_s);
+    tcase_add_test(tap_tc, tap_long_owners);
+    tcase_add_test(tap_tc, tap_owner_must_be_given);
     suite_add_tcase(s, tap_tc);
 
     tcase_add_unchecked_fixture(ns_tc, own_ns_setup, own_ns_teardown);
