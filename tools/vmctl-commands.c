@@ -5,9 +5,12 @@
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "vmctl.h"
 
@@ -219,6 +222,128 @@ static int parse_create(struct vmctl *v, int argc, char **argv, struct create_ar
     return 0;
 }
 
+/* Length of the well-formed UTF-8 sequence at s (n bytes left), or 0:
+ * no overlong forms, surrogates or code points past U+10FFFF. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+    uint32_t cp, min;
+    size_t len;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        len = 2, cp = s[0] & 0x1f, min = 0x80;
+    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        len = 3, cp = s[0] & 0x0f, min = 0x800;
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        len = 4, cp = s[0] & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    /* C1 controls are as foreign to a key file as C0 ones. */
+    if (cp >= 0x80 && cp <= 0x9f)
+        return 0;
+    return len;
+}
+
+/* Offset of the first byte that keeps text from being a key file (not
+ * UTF-8, or a control character other than newline and tab), or -1. */
+static long key_text_bad_byte(const char *text, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)text;
+
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_seq_len(s + i, n - i);
+
+        if (len == 0 || s[i] == 0x7f ||
+            (s[i] < 0x20 && s[i] != '\n' && s[i] != '\t'))
+            return (long)i;
+        i += len;
+    }
+    return -1;
+}
+
+/*
+ * Reads a public key file whole. Opened without blocking and checked on
+ * the open fd, so a FIFO or device fails at once instead of waiting for a
+ * writer, and the file checked is the file read.
+ */
+static int read_key_file(struct vmctl *v, const char *name, const char *path, char **out)
+{
+    char *buf = NULL;
+    struct stat st;
+    size_t n = 0;
+    long bad;
+    int fd, r;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
+        return vmctl_fail(v, name, "--ssh-key %s: %s", path, strerror(errno));
+    if (fstat(fd, &st) < 0) {
+        r = vmctl_fail(v, name, "--ssh-key %s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        r = vmctl_fail(v, name, "--ssh-key %s is not a regular file", path);
+        goto out;
+    }
+    if (st.st_size > MAX_KEY_FILE) {
+        r = vmctl_fail(v, name, "--ssh-key %s: too large for a public key file (over %d KiB)",
+                       path, MAX_KEY_FILE / 1024);
+        goto out;
+    }
+
+    /* One byte more than allowed tells a file that grew since fstat. */
+    buf = malloc(MAX_KEY_FILE + 2);
+    if (buf == NULL) {
+        r = vmctl_fail(v, name, "--ssh-key %s: %s", path, strerror(ENOMEM));
+        goto out;
+    }
+    while (n <= MAX_KEY_FILE) {
+        ssize_t got = read(fd, buf + n, MAX_KEY_FILE + 1 - n);
+
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            r = vmctl_fail(v, name, "--ssh-key %s: %s", path, strerror(errno));
+            goto out;
+        }
+        if (got == 0)
+            break;
+        n += (size_t)got;
+    }
+    if (n > MAX_KEY_FILE) {
+        r = vmctl_fail(v, name, "--ssh-key %s: too large for a public key file (over %d KiB)",
+                       path, MAX_KEY_FILE / 1024);
+        goto out;
+    }
+    bad = key_text_bad_byte(buf, n);
+    if (bad >= 0) {
+        r = vmctl_fail(v, name, "--ssh-key %s is not a text key file: byte %ld is 0x%02x "
+                       "(expected UTF-8 without control characters other than newline and tab)",
+                       path, bad, (unsigned char)buf[bad]);
+        goto out;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    buf = NULL;
+    r = 0;
+
+out:
+    free(buf);
+    close(fd);
+    return r;
+}
+
 /* The public key text for the guest: the --ssh-key file, or vmctl's own
  * key pair, made on first use. */
 static int load_ssh_key(struct vmctl *v, struct create_args *a, char **keys)
@@ -233,26 +358,19 @@ static int load_ssh_key(struct vmctl *v, struct create_args *a, char **keys)
             return r;
         path = own;
     }
-    *keys = vmctl_read_file(path, MAX_KEY_FILE);
-    if (*keys == NULL) {
-        r = vmctl_fail(v, a->name, "--ssh-key %s: %s", path,
-                       errno == EFBIG ? "too large for a public key file" : strerror(errno));
-        free(own);
-        return r;
+    *keys = NULL;
+    r = read_key_file(v, a->name, path, keys);
+    if (r == 0 && strstr(*keys, "PRIVATE KEY") != NULL)
+        r = vmctl_fail(v, a->name, "--ssh-key %s: this is a private key; give the .pub file",
+                       path);
+    else if (r == 0 && strspn(*keys, " \t\n") == strlen(*keys))
+        r = vmctl_fail(v, a->name, "--ssh-key %s: the file holds no key", path);
+    if (r != 0) {
+        free(*keys);
+        *keys = NULL;
     }
     free(own);
-    if (strstr(*keys, "PRIVATE KEY") != NULL) {
-        free(*keys);
-        *keys = NULL;
-        return vmctl_fail(v, a->name, "--ssh-key %s: this is a private key; give the .pub file",
-                          path);
-    }
-    if (strspn(*keys, " \t\r\n") == strlen(*keys)) {
-        free(*keys);
-        *keys = NULL;
-        return vmctl_fail(v, a->name, "--ssh-key %s: the file holds no key", path);
-    }
-    return 0;
+    return r;
 }
 
 int cmd_create(struct vmctl *v, int argc, char **argv)
