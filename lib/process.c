@@ -1445,6 +1445,72 @@ int process_attach_socket(const vmm_context *ctx, const char *vm_name,
     return process_attach(ctx, vm_name, pid, st.start_time, api_socket, out);
 }
 
+/* Whether pid's command line holds "--api-sock" followed by api_socket. */
+static bool serves_path(pid_t pid, const char *api_socket)
+{
+    char path[64], buf[8192];
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    for (char *arg = buf; arg < buf + n; arg += strlen(arg) + 1)
+        if (strcmp(arg, "--api-sock") == 0 && arg + strlen(arg) + 1 < buf + n)
+            return strcmp(arg + strlen(arg) + 1, api_socket) == 0;
+    return false;
+}
+
+int process_find_kept(const vmm_context *ctx, const char *vm_name,
+                      const char *api_socket, struct vmm_process **out)
+{
+    const char *vm = vm_name ? vm_name : "VM";
+    struct dirent *e;
+    DIR *proc;
+    int r;
+
+    if (out == NULL)
+        return error_set(VMM_EINVAL, "process_find_kept: out is NULL");
+    proc = opendir("/proc");
+    if (proc == NULL)
+        return error_set_os(VMM_EIO, errno, "reading /proc");
+    r = error_set(VMM_ENOTFOUND, "%s: no VMM for %s is kept by libvmm", vm,
+                  api_socket);
+    while ((e = readdir(proc)) != NULL) {
+        struct proc_handle h = PROC_HANDLE_INIT;
+        struct proc_stat st;
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+
+        if (*end != '\0' || pid <= 0 || !kept_by_keeper((pid_t)pid) ||
+            !serves_path((pid_t)pid, api_socket))
+            continue;
+        if (proc_open(ctx, (pid_t)pid, &h, &st) < 0)
+            continue;
+        /* Checked again on the pinned process: the pid may have moved on. */
+        if (!kept_by_keeper((pid_t)pid) || proc_ended(&h, 0)) {
+            proc_close(&h);
+            continue;
+        }
+        r = process_new(ctx, vm_name, api_socket, out);
+        if (r < 0) {
+            proc_close(&h);
+            break;
+        }
+        (*out)->proc = h;
+        error_reset();
+        break;
+    }
+    closedir(proc);
+    return r;
+}
+
 pid_t process_pid(const struct vmm_process *p)
 {
     return p ? p->proc.pid : -1;

@@ -85,6 +85,15 @@ int process_attach(const vmm_context *ctx, const char *vm_name, pid_t pid,
 int process_attach_socket(const vmm_context *ctx, const char *vm_name,
                           const char *api_socket, struct vmm_process **out);
 
+/*
+ * Finds a VMM by what it was started with: a keeper's child whose command
+ * line names api_socket. For a VMM spawned by a program that died before
+ * it could record it, and that has not bound its socket yet. Scans /proc:
+ * for recovery, not for every look. VMM_ENOTFOUND when there is none.
+ */
+int process_find_kept(const vmm_context *ctx, const char *vm_name,
+                      const char *api_socket, struct vmm_process **out);
+
 pid_t process_pid(const struct vmm_process *p);
 /* The client for the VMM's API socket; borrowed, valid until process_free. */
 struct api_client *process_api(struct vmm_process *p);

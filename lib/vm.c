@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -251,6 +252,14 @@ static bool settle_orphan(vmm_vm *vm, struct vmm_process *p, bool locked)
     return true;
 }
 
+/* The keeper fills the exit record when its VMM ends; spawning empties it. */
+static bool exit_record_empty(const vmm_vm *vm)
+{
+    struct stat st;
+
+    return stat(vm->exit_path, &st) == 0 && st.st_size == 0;
+}
+
 /*
  * Works out whether the VM's VMM runs. Attach verifies pid, start time and
  * socket, so a recycled pid reads as stopped and is never signalled. A VMM
@@ -272,6 +281,11 @@ static void probe_vmm(vmm_vm *vm, bool locked)
         p = NULL;
     if (p == NULL && path_exists(vm->api_socket) &&
         process_attach_socket(vm->ctx, vm->name, vm->api_socket, &p) < 0)
+        p = NULL;
+    /* An empty exit record: a VMM was spawned and has not ended, though
+     * neither the record nor its socket shows it yet. */
+    if (p == NULL && exit_record_empty(vm) &&
+        process_find_kept(vm->ctx, vm->name, vm->api_socket, &p) < 0)
         p = NULL;
     error_reset();
     if (p == NULL) {
@@ -303,12 +317,30 @@ static void probe_vmm(vmm_vm *vm, bool locked)
     process_free(p);
 }
 
+/* A VM directory is one libvmm made: never a link to somewhere else. */
+static int check_dir(const vmm_vm *vm)
+{
+    struct stat st;
+
+    if (lstat(vm->dir, &st) < 0)
+        return errno == ENOENT ? error_set(VMM_ENOTFOUND, "no VM named %s",
+                                           vm->name)
+                               : error_set_os(VMM_EIO, errno, "%s", vm->dir);
+    if (!S_ISDIR(st.st_mode))
+        return error_set(VMM_ECORRUPT, "VM directory %s is not a directory "
+                         "(a link or file libvmm did not make)", vm->dir);
+    return 0;
+}
+
 /* Reads the record and probes the VMM; `locked`: we hold the VM's lock. */
 static int vm_load(vmm_vm *vm, bool locked)
 {
     int r;
 
     record_clear(&vm->rec);
+    r = check_dir(vm);
+    if (r < 0)
+        return r;
     r = record_read(vm->record_path, &vm->rec);
     if (r == VMM_ENOTFOUND)
         return error_set(VMM_ENOTFOUND, "no VM named %s", vm->name);
@@ -326,6 +358,12 @@ static int vm_load(vmm_vm *vm, bool locked)
 static int vm_lock(vmm_vm *vm, uint32_t wait_ms, int *fd)
 {
     char what[96];
+    int r;
+
+    *fd = -1;
+    r = check_dir(vm);
+    if (r < 0)
+        return r;
 
     snprintf(what, sizeof(what), "VM %s", vm->name);
     return store_lock(vm->lock_path, wait_ms, what, fd);
@@ -578,6 +616,8 @@ static int resolve_input(const char *what, const char *path, bool allow_block,
     if (!S_ISREG(st.st_mode) && !(allow_block && S_ISBLK(st.st_mode)))
         return error_set(VMM_EINVAL, "%s %s is not a regular file%s", what,
                          path, allow_block ? " or block device" : "");
+    if (S_ISREG(st.st_mode) && st.st_size == 0)
+        return error_set(VMM_EINVAL, "%s %s is empty", what, path);
     if (access(path, R_OK) < 0)
         return error_set_os(VMM_EIO, errno, "%s %s is not readable", what,
                             path);
@@ -585,6 +625,58 @@ static int resolve_input(const char *what, const char *path, bool allow_block,
     if (real == NULL)
         return error_set_os(VMM_EIO, errno, "resolving %s %s", what, path);
     *out = real;
+    return 0;
+}
+
+/*
+ * Whether text is valid UTF-8 without control characters; `extra` lists
+ * the control characters allowed anyway. Everything recorded must be, to
+ * round-trip through the JSON record and reach Firecracker intact.
+ */
+static bool text_ok(const char *text, const char *extra)
+{
+    const unsigned char *p = (const unsigned char *)text;
+
+    while (*p != '\0') {
+        int follow = 0;
+
+        if (*p < 0x20 || *p == 0x7f) {
+            if (strchr(extra, *p) == NULL)
+                return false;
+        } else if (*p >= 0xc2 && *p <= 0xdf) {
+            follow = 1;
+        } else if (*p >= 0xe0 && *p <= 0xef) {
+            follow = 2;
+        } else if (*p >= 0xf0 && *p <= 0xf4) {
+            follow = 3;
+        } else if (*p >= 0x80) {
+            return false;
+        }
+        p++;
+        for (; follow > 0; follow--, p++)
+            if ((*p & 0xc0) != 0x80)
+                return false;
+    }
+    return true;
+}
+
+static int check_field_text(const char *what, const char *text,
+                            const char *extra)
+{
+    if (text != NULL && !text_ok(text, extra))
+        return error_set(VMM_EINVAL, "%s holds control characters or is not "
+                         "valid UTF-8", what);
+    return 0;
+}
+
+/* Firecracker takes a kernel command line of printable ASCII only. */
+static int check_boot_args(const char *args)
+{
+    for (const char *p = args; p != NULL && *p != '\0'; p++)
+        if (*p < 0x20 || *p > 0x7e)
+            return error_set(VMM_EINVAL, "boot_args holds byte 0x%02x at "
+                             "%zu; only printable ASCII is allowed",
+                             (unsigned char)*p, (size_t)(p - args));
     return 0;
 }
 
@@ -625,6 +717,9 @@ static int check_files(const vmm_guest_file *files, uint32_t n)
             strnlen(f->path, PATH_MAX) >= PATH_MAX)
             return error_set(VMM_EINVAL, "guest file %u: path must be "
                              "absolute", i);
+        if (!text_ok(f->path, ""))
+            return error_set(VMM_EINVAL, "guest file %u: path holds control "
+                             "characters or is not valid UTF-8", i);
         if (f->size > FILE_MAX)
             return error_set(VMM_EINVAL, "guest file %s: %" PRIu64 " bytes, "
                              "at most %u", f->path, f->size, FILE_MAX);
@@ -663,8 +758,14 @@ static int record_from_spec(const char *name, const vmm_vm_spec *spec,
     if ((r = check_vcpus(rec->vcpus)) < 0 ||
         (r = check_memory(rec->memory_mib)) < 0 ||
         (r = check_text("boot_args", spec->boot_args, BOOT_ARGS_MAX)) < 0 ||
+        (r = check_boot_args(spec->boot_args)) < 0 ||
         (r = check_text("ssh_authorized_keys", spec->ssh_authorized_keys,
                         KEYS_MAX)) < 0 ||
+        (r = check_field_text("ssh_authorized_keys",
+                              spec->ssh_authorized_keys, "\n\r\t")) < 0 ||
+        (r = check_field_text("kernel path", spec->kernel, "")) < 0 ||
+        (r = check_field_text("initrd path", spec->initrd, "")) < 0 ||
+        (r = check_field_text("base image path", spec->base_image, "")) < 0 ||
         (r = check_files(spec->files, spec->n_files)) < 0)
         return r;
     if (spec->netns != NULL && !net_netns_name_valid(spec->netns))
@@ -687,7 +788,9 @@ static int record_from_spec(const char *name, const vmm_vm_spec *spec,
         return error_set(VMM_EINVAL, "disk size %" PRIu64 " is smaller than "
                          "base image %s (%" PRIu64 " bytes)", spec->disk_size,
                          rec->base_image, *base_size);
-    rec->disk_size = spec->disk_size ? spec->disk_size : *base_size;
+    /* Whole filesystem blocks: what the disk really holds is recorded. */
+    rec->disk_size = spec->disk_size ? (spec->disk_size + 4095) & ~4095ull
+                                     : *base_size;
 
     rec->name = xstrdup(name);
     rec->boot_args = xstrdup(spec->boot_args ? spec->boot_args
@@ -1204,7 +1307,33 @@ static int boot_args(const vmm_vm *vm, char *buf, size_t size)
 }
 
 /* Configures a freshly spawned VMM through its API and boots the guest. */
-static int configure_and_boot(vmm_vm *vm)
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Bounds the next request by the context's API timeout and what is left
+ * of the start's own; false once nothing is left. */
+static bool bound_request(vmm_vm *vm, struct api_client *c, uint64_t deadline)
+{
+    uint64_t now = now_ms();
+    uint64_t left = deadline > now ? deadline - now : 0;
+
+    if (left == 0)
+        return false;
+    api_client_set_timeout(c, (uint32_t)(left < vm->ctx->api_timeout_ms
+                                         ? left : vm->ctx->api_timeout_ms));
+    return true;
+}
+
+/*
+ * Configures a freshly spawned VMM through its API and boots the guest,
+ * all within the start's deadline (CLOCK_MONOTONIC, ms).
+ */
+static int configure_and_boot(vmm_vm *vm, uint64_t deadline)
 {
     struct api_machine_config mc = {
         .vcpu_count = vm->rec.vcpus, .mem_size_mib = vm->rec.memory_mib,
@@ -1213,6 +1342,14 @@ static int configure_and_boot(vmm_vm *vm)
         .drive_id = "rootfs", .path_on_host = vm->disk,
         .is_root_device = true, .is_read_only = false,
     };
+    struct api_network_interface nic = {
+        .iface_id = "eth0", .host_dev_name = vm->rec.lease.tap,
+        .guest_mac = vm->rec.lease.mac,
+    };
+    struct api_boot_source boot = {
+        .kernel_image_path = vm->rec.kernel,
+        .initrd_path = vm->rec.initrd,
+    };
     struct api_client *c;
     char args[2048];
     int r;
@@ -1220,31 +1357,38 @@ static int configure_and_boot(vmm_vm *vm)
     r = boot_args(vm, args, sizeof(args));
     if (r < 0)
         return r;
+    boot.boot_args = args;
     r = api_client_new(&c, vm->api_socket, vm->ctx->api_timeout_ms);
     if (r < 0)
         return r;
 
-    struct api_boot_source boot = {
-        .kernel_image_path = vm->rec.kernel,
-        .initrd_path = vm->rec.initrd,
-        .boot_args = args,
-    };
+    if (!bound_request(vm, c, deadline))
+        goto late;
     r = api_put_machine_config(c, &mc);
+    if (r == 0 && !bound_request(vm, c, deadline))
+        goto late;
     if (r == 0)
         r = api_put_boot_source(c, &boot);
+    if (r == 0 && !bound_request(vm, c, deadline))
+        goto late;
     if (r == 0)
         r = api_put_drive(c, &root);
     if (r == 0 && vm->rec.has_net) {
-        struct api_network_interface nic = {
-            .iface_id = "eth0", .host_dev_name = vm->rec.lease.tap,
-            .guest_mac = vm->rec.lease.mac,
-        };
+        if (!bound_request(vm, c, deadline))
+            goto late;
         r = api_put_network_interface(c, &nic);
     }
+    if (r == 0 && !bound_request(vm, c, deadline))
+        goto late;
     if (r == 0)
         r = api_action(c, API_ACTION_INSTANCE_START);
     api_client_free(c);
     return r;
+
+late:
+    api_client_free(c);
+    return error_set(VMM_ETIMEDOUT, "configuring the VMM of VM %s took "
+                     "longer than the start's timeout", vm->name);
 }
 
 /* Keeps the previous boot's log as vmm.log.1 for a look after a restart. */
@@ -1285,6 +1429,7 @@ static int start_locked(vmm_vm *vm, uint32_t timeout_ms)
     struct vmm_process *p = NULL;
     struct error_snapshot first;
     char *unused = NULL;
+    uint64_t deadline;
     bool pristine;
     int netns_fd = -1, r;
 
@@ -1359,6 +1504,9 @@ static int start_locked(vmm_vm *vm, uint32_t timeout_ms)
         .user = vm,
     };
     vm->spawn_recorded = false;
+    /* The timeout bounds waiting for the VMM: its readiness, then its
+     * configuration, not the disk work before. */
+    deadline = now_ms() + timeout_ms;
     r = process_spawn(vm->ctx, &spawn, &p);
     if (r < 0)
         goto fail;
@@ -1378,7 +1526,7 @@ static int start_locked(vmm_vm *vm, uint32_t timeout_ms)
         r = record_write(vm->record_path, &vm->rec);
     }
     if (r == 0)
-        r = configure_and_boot(vm);
+        r = configure_and_boot(vm, deadline);
     if (r < 0)
         goto fail;
 
@@ -1577,6 +1725,12 @@ static int purge(vmm_context *ctx, const char *name)
     r = vm_new(ctx, name, &vm);
     if (r < 0)
         return r;
+    /* A link in place of the VM's directory: remove the link alone. */
+    if (check_dir(vm) == VMM_ECORRUPT) {
+        r = unlink(vm->dir) == 0 ? 0 : error_set_os(VMM_EIO, errno,
+                                                   "removing %s", vm->dir);
+        goto out;
+    }
     r = vm_lock(vm, LOCK_WAIT_MS, &lock_fd);
     if (r < 0)
         goto out;

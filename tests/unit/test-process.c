@@ -446,6 +446,51 @@ START_TEST(survives_exit_of_spawner)
 }
 END_TEST
 
+/*
+ * A spawner killed after the fork but before the VMM bound its socket
+ * leaves a VMM no socket shows: found by its command line under a keeper,
+ * and ended. A stranger naming the same path is never taken.
+ */
+START_TEST(unbound_orphan_is_found)
+{
+    struct vmm_process *p;
+    pid_t spawner, stranger;
+
+    setenv("FCEMU_DELAY_BIND_MS", "3000", 1);
+    spawner = fork();
+    ck_assert_int_ge(spawner, 0);
+    if (spawner == 0) {
+        struct process_spawn_spec s = spec_for(10000);
+
+        _exit(process_spawn(ctx, &s, &p) < 0 ? 1 : 0);
+    }
+    unsetenv("FCEMU_DELAY_BIND_MS");
+    ms_sleep(300);
+    kill(spawner, SIGKILL);
+    waitpid(spawner, NULL, 0);
+    ck_assert_int_eq(procs_naming(sock), 1);
+    ck_assert_int_eq(access(sock, F_OK), -1);
+
+    /* A process that merely names the path is not libvmm's. */
+    stranger = fork();
+    if (stranger == 0) {
+        execlp("sleep", "sleep", "30", "--api-sock", sock, (char *)NULL);
+        _exit(127);
+    }
+    ms_sleep(50);
+
+    ck_assert_int_eq(process_find_kept(ctx, "vm1", sock, &p), 0);
+    ck_assert_int_ne(process_pid(p), stranger);
+    ck_assert_int_eq(process_kill(p), 0);
+    process_free(p);
+    ck_assert_int_eq(process_find_kept(ctx, "vm1", sock, &p), VMM_ENOTFOUND);
+    ck_assert_int_eq(kill(stranger, 0), 0);
+    kill(stranger, SIGKILL);
+    waitpid(stranger, NULL, 0);
+    assert_nothing_left();
+}
+END_TEST
+
 START_TEST(no_inherited_fds)
 {
     struct vmm_process *p;
@@ -1008,7 +1053,7 @@ Suite *suite_make(void)
                      free_leaves_vmm_running, survives_exit_of_spawner,
                      no_inherited_fds, joins_netns,
                      bind_delay_within_deadline,
-                     daemonizing_binary_is_found } },
+                     daemonizing_binary_is_found, unbound_orphan_is_found } },
         { "failures", { bind_delay_beyond_deadline, never_binds,
                         daemon_never_binds, exits_early,
                         exits_early_generic, hangs_on_readiness_request,

@@ -561,6 +561,64 @@ START_TEST(fsck_skipped_only_for_a_pristine_copy)
 }
 END_TEST
 
+/* Processes whose command line names path, the VMM's API socket. */
+static int vmms_serving(const char *path)
+{
+    char cmd[512], out[64] = "";
+    FILE *f;
+
+    snprintf(cmd, sizeof(cmd), "pgrep -cf -- '--api-sock %s( |$)'", path);
+    f = popen(cmd, "r");
+    if (f == NULL)
+        return -1;
+    if (fgets(out, sizeof(out), f) == NULL)
+        out[0] = '\0';
+    pclose(f);
+    return atoi(out);
+}
+
+/*
+ * A program killed while its VMM comes up leaves a VMM nobody may have
+ * recorded and that serves no socket yet: the next look at the VM finds
+ * it and ends it, whenever the kill fell.
+ */
+START_TEST(start_killed_midway_leaves_no_vmm)
+{
+    static const int kill_after_ms[] = { 1, 5, 20, 60, 150 };
+    vmm_vm_spec s = base_spec();
+    char sock[256];
+    vmm_vm *vm;
+
+    ck_assert_int_eq(vmm_create(&vm, ctx, "midway", &s), 0);
+    snprintf(sock, sizeof(sock), "%s", vmm_vm_api_socket(vm));
+    setenv("FCEMU_DELAY_BIND_MS", "400", 1);
+    for (size_t i = 0; i < sizeof(kill_after_ms) / sizeof(int); i++) {
+        pid_t child = fork();
+
+        if (child == 0)
+            _exit(vmm_start(vm, NULL) == 0 ? 0 : 1);
+        usleep((useconds_t)kill_after_ms[i] * 1000);
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+
+        /* Past the bind: the VMM, if any, now answers "Not started". */
+        usleep(600 * 1000);
+        ck_assert_int_eq(vmm_vm_refresh(vm), 0);
+        ck_assert_msg(vmm_vm_state(vm) == VMM_VM_STOPPED,
+                      "killed after %d ms: state %d", kill_after_ms[i],
+                      vmm_vm_state(vm));
+        ck_assert_msg(vmms_serving(sock) == 0, "killed after %d ms: a VMM "
+                      "for %s lives on", kill_after_ms[i], sock);
+    }
+    unsetenv("FCEMU_DELAY_BIND_MS");
+
+    ck_assert_int_eq(vmm_start(vm, NULL), 0);
+    ck_assert_int_eq(vmms_serving(sock), 1);
+    ck_assert_int_eq(vmm_delete(vm, VMM_DELETE_FORCE), 0);
+    vmm_vm_free(vm);
+}
+END_TEST
+
 /* A handle keeps its context alive after the caller releases it. */
 START_TEST(handle_outlives_context)
 {
@@ -636,6 +694,7 @@ Suite *suite_make(void)
     tcase_add_test(tc, failed_start_leaves_no_process);
     tcase_add_test(tc, fsck_skipped_only_for_a_pristine_copy);
     tcase_add_test(tc, handle_outlives_context);
+    tcase_add_test(tc, start_killed_midway_leaves_no_vmm);
     tcase_add_test(tc, misuse);
     suite_add_tcase(s, tc);
     return s;
