@@ -423,6 +423,28 @@ START_TEST(bad_input_leaves_nothing)
         s.netns = "other";
         ck_assert_int_eq(vmm_create(&vm, ctx, "n", &s), VMM_EINVAL);
         s = base_spec();
+        s.boot_args = "console=ttyS0\nquiet";
+        ck_assert_int_eq(vmm_create(&vm, ctx, "b", &s), VMM_EINVAL);
+        ck_assert_vmm_error(VMM_EINVAL, "boot_args");
+        s = base_spec();
+        s.ssh_authorized_keys = "ssh-ed25519 AAAA \xff\xfe";
+        ck_assert_int_eq(vmm_create(&vm, ctx, "k", &s), VMM_EINVAL);
+        ck_assert_vmm_error(VMM_EINVAL, "ssh_authorized_keys");
+        s = base_spec();
+        s.kernel = "/tmp/\xffkernel";
+        ck_assert_int_eq(vmm_create(&vm, ctx, "k", &s), VMM_EINVAL);
+        ck_assert_vmm_error(VMM_EINVAL, "kernel path");
+        {
+            char empty[160];
+
+            snprintf(empty, sizeof(empty), "%s/empty", dir);
+            run("touch %s", empty);
+            s = base_spec();
+            s.kernel = empty;
+            ck_assert_int_eq(vmm_create(&vm, ctx, "k", &s), VMM_EINVAL);
+            ck_assert_vmm_error(VMM_EINVAL, "is empty");
+        }
+        s = base_spec();
         s.netns = "libvmm-test-no-such-netns";
         ck_assert_int_eq(vmm_create(&vm, ctx, "n", &s), VMM_ENOTFOUND);
         ck_assert_vmm_error(VMM_ENOTFOUND, "libvmm-test-no-such-netns");
