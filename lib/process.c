@@ -57,6 +57,8 @@
 #define COMPONENT "process"
 /* The keeper's name (comm), which also vouches for the VMMs it keeps. */
 #define KEEPER_NAME "libvmm-keeper"
+/* How often a long wait for a VMM reports progress. */
+#define PROGRESS_EVERY_NS (250u * 1000000u)
 #define DEFAULT_API_TIMEOUT_MS 5000
 
 /* Readiness polling: first retry after 50 us, doubling up to 2 ms. */
@@ -1041,7 +1043,9 @@ static int wait_listener(struct spawn_state *s, uint64_t deadline,
                          const char *binary, pid_t *listener)
 {
     const char *sock = s->spec->api_socket;
+    const char *vm = s->spec->vm_name ? s->spec->vm_name : s->spec->id;
     uint64_t delay = BACKOFF_FIRST_NS;
+    uint64_t next_progress = now_ns() + PROGRESS_EVERY_NS;
     char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
     char *slash;
     int ino, wd;
@@ -1100,6 +1104,15 @@ static int wait_listener(struct spawn_state *s, uint64_t deadline,
         }
 
         now = now_ns();
+        /* The wait in ms against its bound, a few times a second: the
+         * first look is free, a fast VMM reports nothing. */
+        if (now >= next_progress) {
+            uint64_t total = s->spec->ready_timeout_ms;
+
+            progress_emit(s->ctx, vm, "wait", total - (deadline - now) /
+                          1000000u, total);
+            next_progress = now + PROGRESS_EVERY_NS;
+        }
         if (now >= deadline) {
             char why[96];
 

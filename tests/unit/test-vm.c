@@ -641,6 +641,56 @@ START_TEST(start_killed_midway_leaves_no_vmm)
 }
 END_TEST
 
+static int copy_reports, wait_reports;
+static uint64_t last_copy_done, last_copy_total, last_wait_total;
+
+static void capture_progress(const char *vm_name, const char *stage,
+                             uint64_t done, uint64_t total, void *user)
+{
+    (void)vm_name;
+    (void)user;
+    if (strcmp(stage, "copy") == 0) {
+        copy_reports++;
+        last_copy_done = done;
+        last_copy_total = total;
+    } else if (strcmp(stage, "wait") == 0) {
+        wait_reports++;
+        last_wait_total = total;
+        ck_assert_uint_le(done, total);
+    }
+}
+
+/* Copying a disk and waiting for a slow VMM report progress. */
+START_TEST(progress_of_copy_and_wait)
+{
+    vmm_context_options o = VMM_CONTEXT_OPTIONS_INIT;
+    vmm_start_options so = VMM_START_OPTIONS_INIT;
+    vmm_vm_spec s = base_spec();
+    vmm_context *c;
+    vmm_vm *vm;
+
+    o.state_dir = state_dir;
+    o.firecracker = getenv("FC_EMULATOR");
+    o.progress_fn = capture_progress;
+    ck_assert_int_eq(vmm_context_new(&c, &o), 0);
+    ck_assert_int_eq(vmm_create(&vm, c, "progress", &s), 0);
+    ck_assert_int_gt(copy_reports, 0);
+    ck_assert_uint_eq(last_copy_done, last_copy_total);
+    ck_assert_uint_eq(last_copy_total, 32u << 20);
+
+    setenv("FCEMU_DELAY_BIND_MS", "800", 1);
+    so.timeout_ms = 5000;
+    ck_assert_int_eq(vmm_start(vm, &so), 0);
+    unsetenv("FCEMU_DELAY_BIND_MS");
+    ck_assert_int_ge(wait_reports, 2);
+    ck_assert_uint_eq(last_wait_total, 5000);
+
+    ck_assert_int_eq(vmm_delete(vm, VMM_DELETE_FORCE), 0);
+    vmm_vm_free(vm);
+    vmm_context_free(c);
+}
+END_TEST
+
 /* A handle keeps its context alive after the caller releases it. */
 START_TEST(handle_outlives_context)
 {
@@ -716,6 +766,7 @@ Suite *suite_make(void)
     tcase_add_test(tc, failed_start_leaves_no_process);
     tcase_add_test(tc, fsck_skipped_only_for_a_pristine_copy);
     tcase_add_test(tc, handle_outlives_context);
+    tcase_add_test(tc, progress_of_copy_and_wait);
     tcase_add_test(tc, start_killed_midway_leaves_no_vmm);
     tcase_add_test(tc, misuse);
     suite_add_tcase(s, tc);
