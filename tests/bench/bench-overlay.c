@@ -396,8 +396,11 @@ static int ours_once(const char *base, const char *dir, bool copy,
     if (copy && overlay_create(NULL, &spec) < 0)
         goto fail;
     t->copy = now_s() - t0;
+    /* On a first boot the library patches a copy of a base image it has
+     * checked clean once (bench_create times that check) with no e2fsck,
+     * as vmm_start does; a restart always runs e2fsck. */
     t0 = now_s();
-    if (prep_fsck(NULL, "bench-create", disk, NULL) < 0)
+    if (!copy && prep_fsck(NULL, "bench-create", disk, NULL) < 0)
         goto fail;
     t->fsck = now_s() - t0;
     t0 = now_s();
@@ -468,8 +471,12 @@ static void print_create(const char *title, struct create_times *o,
                "within its copy stage)\n", "fsync of cp's copy", "-",
                pl * 1e3);
     }
-    printf("  %-22s %8.1f ms %7.1f ms %13.2fx\n", "e2fsck -fy", of * 1e3,
-           pf * 1e3, pf / of);
+    if (first)
+        printf("  %-22s %11s %7.1f ms   (the copy of a base checked clean "
+               "needs none)\n", "e2fsck -fy", "-", pf * 1e3);
+    else
+        printf("  %-22s %8.1f ms %7.1f ms %13.2fx\n", "e2fsck -fy", of * 1e3,
+               pf * 1e3, pf / of);
     printf("  %-22s %8.1f ms %7.1f ms %13.2fx\n", "patch (one e2tool each)",
            op * 1e3, pp * 1e3, pp / op);
     printf("  %-22s %8.1f ms %7.1f ms %13.2fx  (target %s: %s)\n",
@@ -511,7 +518,21 @@ static int bench_create(const char *base)
     }
     printf("create latency on %s, copy driver, %zu paths (%s):\n", base,
            n_patches, net_style_name);
-    print_create("first boot: copy, then e2fsck, then patch", o, p, n, true);
+    {
+        double t0 = now_s();
+        bool clean;
+
+        if (prep_check_clean(NULL, "bench-create", base, &clean) < 0 ||
+            !clean) {
+            fprintf(stderr, "the base image does not check clean\n");
+            return 1;
+        }
+        printf("  once per base image: e2fsck -fn of the base, %.1f ms "
+               "(its verdict is kept; later copies need no e2fsck before "
+               "their first patch)\n", (now_s() - t0) * 1e3);
+    }
+    print_create("first boot: copy, then (pipeline only) e2fsck, then patch",
+                 o, p, n, true);
 
     /* Restart: the patched disk after a guest ran on it; both sides get
      * identical dirty copies. */
