@@ -86,28 +86,6 @@ static const char set_help[] =
     "  --vcpus N             1, or an even number up to 32\n"
     "  --memory MIB          guest memory, at least 128\n";
 
-/* Keeps the one positional NAME; refuses a second one. */
-static int take_name(struct vmctl *v, const char *word, const char **name)
-{
-    if (*name != NULL)
-        return vmctl_usage_error(v, "unexpected argument '%s'", word);
-    *name = word;
-    return 0;
-}
-
-static int need_name(struct vmctl *v, const char *name)
-{
-    if (name == NULL)
-        return vmctl_usage_error(v, "no VM name given");
-    return 0;
-}
-
-static int help(const char *text)
-{
-    fputs(text, stdout);
-    return VMCTL_EXIT_OK;
-}
-
 /* --- create --------------------------------------------------------- */
 
 enum {
@@ -165,7 +143,7 @@ static int parse_create(struct vmctl *v, int argc, char **argv, struct create_ar
         case VMCTL_HELP:
             return -1;
         case VMCTL_POSITIONAL:
-            r = take_name(v, val, &a->name);
+            r = vmctl_take_name(v, val, &a->name);
             break;
         case C_KERNEL:
             a->kernel = val;
@@ -209,7 +187,7 @@ static int parse_create(struct vmctl *v, int argc, char **argv, struct create_ar
     }
     if (r != 0)
         return r;
-    if ((r = need_name(v, a->name)) != 0)
+    if ((r = vmctl_need_name(v, a->name)) != 0)
         return r;
     if (a->kernel == NULL)
         return vmctl_usage_error(v, "--kernel FILE is required");
@@ -382,7 +360,7 @@ int cmd_create(struct vmctl *v, int argc, char **argv)
 
     r = parse_create(v, argc, argv, &a);
     if (r < 0)
-        return help(create_help);
+        return vmctl_help(create_help);
     if (r != 0)
         return r;
 
@@ -470,7 +448,7 @@ static int parse_simple(struct vmctl *v, int argc, char **argv,
         case VMCTL_HELP:
             return -1;
         case VMCTL_POSITIONAL:
-            r = take_name(v, val, &a->name);
+            r = vmctl_take_name(v, val, &a->name);
             break;
         case S_TIMEOUT:
             r = vmctl_parse_u32(v, "--timeout", val, 1, MAX_TIMEOUT_S, &seconds);
@@ -483,57 +461,62 @@ static int parse_simple(struct vmctl *v, int argc, char **argv,
     }
     if (r != 0)
         return r;
-    return need_name(v, a->name);
+    return vmctl_need_name(v, a->name);
+}
+
+/* What start, stop and kill do to the VM they open. */
+static int start_vm(vmm_vm *vm, const struct simple_args *a)
+{
+    vmm_start_options opts = VMM_START_OPTIONS_INIT;
+
+    opts.timeout_ms = a->timeout_ms;
+    return vmm_start(vm, &opts);
+}
+
+static int stop_vm(vmm_vm *vm, const struct simple_args *a)
+{
+    return vmm_stop(vm, a->timeout_ms);
+}
+
+static int kill_vm(vmm_vm *vm, const struct simple_args *a)
+{
+    (void)a;
+    return vmm_kill(vm);
+}
+
+/* Parses NAME and opts, opens the VM, acts on it, reports the library's
+ * error. */
+static int act_on_vm(struct vmctl *v, int argc, char **argv, const struct vmctl_option *opts,
+                     const char *help_text,
+                     int (*act)(vmm_vm *vm, const struct simple_args *a))
+{
+    struct simple_args a = {0};
+    vmm_vm *vm = NULL;
+    int r = parse_simple(v, argc, argv, opts, &a);
+
+    if (r < 0)
+        return vmctl_help(help_text);
+    if (r != 0 || (r = vmctl_open(v, a.name, &vm)) != 0)
+        return r;
+    if (act(vm, &a) < 0)
+        r = vmctl_fail_lib(v, a.name);
+    vmm_vm_free(vm);
+    return r;
 }
 
 int cmd_start(struct vmctl *v, int argc, char **argv)
 {
-    struct simple_args a = {0};
-    vmm_start_options opts = VMM_START_OPTIONS_INIT;
-    vmm_vm *vm = NULL;
-    int r = parse_simple(v, argc, argv, timeout_opts, &a);
-
-    if (r < 0)
-        return help(start_help);
-    if (r != 0 || (r = vmctl_open(v, a.name, &vm)) != 0)
-        return r;
-    opts.timeout_ms = a.timeout_ms;
-    if (vmm_start(vm, &opts) < 0)
-        r = vmctl_fail_lib(v, a.name);
-    vmm_vm_free(vm);
-    return r;
+    return act_on_vm(v, argc, argv, timeout_opts, start_help, start_vm);
 }
 
 int cmd_stop(struct vmctl *v, int argc, char **argv)
 {
-    struct simple_args a = {0};
-    vmm_vm *vm = NULL;
-    int r = parse_simple(v, argc, argv, timeout_opts, &a);
-
-    if (r < 0)
-        return help(stop_help);
-    if (r != 0 || (r = vmctl_open(v, a.name, &vm)) != 0)
-        return r;
-    if (vmm_stop(vm, a.timeout_ms) < 0)
-        r = vmctl_fail_lib(v, a.name);
-    vmm_vm_free(vm);
-    return r;
+    return act_on_vm(v, argc, argv, timeout_opts, stop_help, stop_vm);
 }
 
 int cmd_kill(struct vmctl *v, int argc, char **argv)
 {
-    struct simple_args a = {0};
-    vmm_vm *vm = NULL;
-    int r = parse_simple(v, argc, argv, no_opts, &a);
-
-    if (r < 0)
-        return help(kill_help);
-    if (r != 0 || (r = vmctl_open(v, a.name, &vm)) != 0)
-        return r;
-    if (vmm_kill(vm) < 0)
-        r = vmctl_fail_lib(v, a.name);
-    vmm_vm_free(vm);
-    return r;
+    return act_on_vm(v, argc, argv, no_opts, kill_help, kill_vm);
 }
 
 /* By name, so that --force also removes a VM whose record is unreadable. */
@@ -543,7 +526,7 @@ int cmd_delete(struct vmctl *v, int argc, char **argv)
     int r = parse_simple(v, argc, argv, force_opts, &a);
 
     if (r < 0)
-        return help(delete_help);
+        return vmctl_help(delete_help);
     if (r != 0 || (r = vmctl_context(v)) != 0)
         return r;
     if (vmm_delete_by_name(v->ctx, a.name, a.force ? VMM_DELETE_FORCE : 0) < 0)
@@ -573,15 +556,15 @@ int cmd_set(struct vmctl *v, int argc, char **argv)
         if (id == VMCTL_BAD)
             return VMCTL_EXIT_USAGE;
         if (id == VMCTL_HELP)
-            return help(set_help);
+            return vmctl_help(set_help);
         if (id == VMCTL_POSITIONAL)
-            r = take_name(v, val, &name);
+            r = vmctl_take_name(v, val, &name);
         else if (id == SET_VCPUS)
             r = vmctl_parse_u32(v, "--vcpus", val, 1, UINT32_MAX, &vcpus);
         else if (id == SET_MEMORY)
             r = vmctl_parse_u32(v, "--memory", val, 1, UINT32_MAX, &memory);
     }
-    if (r != 0 || (r = need_name(v, name)) != 0)
+    if (r != 0 || (r = vmctl_need_name(v, name)) != 0)
         return r;
     if (vcpus == 0 && memory == 0)
         return vmctl_usage_error(v, "nothing to set: give --vcpus and/or --memory");

@@ -280,30 +280,15 @@ static void print_table(struct row *rows, uint32_t n)
 
 int cmd_show(struct vmctl *v, int argc, char **argv)
 {
-    struct vmctl_args it = VMCTL_ARGS_INIT(argc, argv);
-    const char *name = NULL, *val;
+    const char *name = NULL;
     bool json = false;
     vmm_vm *vm = NULL;
     yajl_gen g;
-    int id, r;
+    int r = vmctl_parse_flag(v, argc, argv, json_opts, &name, &json);
 
-    while ((id = vmctl_next(v, &it, json_opts, &val)) != VMCTL_END) {
-        if (id == VMCTL_BAD)
-            return VMCTL_EXIT_USAGE;
-        if (id == VMCTL_HELP) {
-            fputs(show_help, stdout);
-            return VMCTL_EXIT_OK;
-        }
-        if (id == O_JSON)
-            json = true;
-        else if (name != NULL)
-            return vmctl_usage_error(v, "unexpected argument '%s'", val);
-        else
-            name = val;
-    }
-    if (name == NULL)
-        return vmctl_usage_error(v, "no VM name given");
-    if ((r = vmctl_open(v, name, &vm)) != 0)
+    if (r < 0)
+        return vmctl_help(show_help);
+    if (r != 0 || (r = vmctl_open(v, name, &vm)) != 0)
         return r;
 
     if (!json) {
@@ -323,28 +308,16 @@ int cmd_show(struct vmctl *v, int argc, char **argv)
 
 int cmd_list(struct vmctl *v, int argc, char **argv)
 {
-    struct vmctl_args it = VMCTL_ARGS_INIT(argc, argv);
-    const char *val;
     bool json = false;
     vmm_vm_list *list = NULL;
     struct row *rows = NULL;
     uint32_t n;
     yajl_gen g = NULL;
-    int id, r;
+    int r = vmctl_parse_flag(v, argc, argv, json_opts, NULL, &json);
 
-    while ((id = vmctl_next(v, &it, json_opts, &val)) != VMCTL_END) {
-        if (id == VMCTL_BAD)
-            return VMCTL_EXIT_USAGE;
-        if (id == VMCTL_HELP) {
-            fputs(list_help, stdout);
-            return VMCTL_EXIT_OK;
-        }
-        if (id == O_JSON)
-            json = true;
-        else
-            return vmctl_usage_error(v, "unexpected argument '%s'", val);
-    }
-    if ((r = vmctl_context(v)) != 0)
+    if (r < 0)
+        return vmctl_help(list_help);
+    if (r != 0 || (r = vmctl_context(v)) != 0)
         return r;
     if (vmm_list(&list, v->ctx) < 0)
         return vmctl_fail_lib(v, NULL);

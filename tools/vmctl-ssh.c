@@ -245,10 +245,8 @@ int cmd_ssh(struct vmctl *v, int argc, char **argv)
     while ((id = vmctl_next(v, &it, ssh_opts, &val)) != VMCTL_END) {
         if (id == VMCTL_BAD)
             return VMCTL_EXIT_USAGE;
-        if (id == VMCTL_HELP) {
-            fputs(ssh_help, stdout);
-            return VMCTL_EXIT_OK;
-        }
+        if (id == VMCTL_HELP)
+            return vmctl_help(ssh_help);
         if (id == SSH_IDENTITY) {
             identity = val;
         } else if (name == NULL) {
@@ -260,9 +258,7 @@ int cmd_ssh(struct vmctl *v, int argc, char **argv)
             break;
         }
     }
-    if (name == NULL)
-        return vmctl_usage_error(v, "no VM name given");
-    if ((r = vmctl_open(v, name, &vm)) != 0)
+    if ((r = vmctl_need_name(v, name)) != 0 || (r = vmctl_open(v, name, &vm)) != 0)
         return r;
 
     if (vmm_vm_state(vm) != VMM_VM_RUNNING) {
@@ -428,30 +424,15 @@ static int follow(struct vmctl *v, const char *name, vmm_vm *vm, const char *pat
 
 int cmd_logs(struct vmctl *v, int argc, char **argv)
 {
-    struct vmctl_args it = VMCTL_ARGS_INIT(argc, argv);
-    const char *name = NULL, *val;
+    const char *name = NULL;
     char *path = NULL;
     bool follow_on = false;
     vmm_vm *vm = NULL;
-    int id, fd, r;
+    int fd, r = vmctl_parse_flag(v, argc, argv, logs_opts, &name, &follow_on);
 
-    while ((id = vmctl_next(v, &it, logs_opts, &val)) != VMCTL_END) {
-        if (id == VMCTL_BAD)
-            return VMCTL_EXIT_USAGE;
-        if (id == VMCTL_HELP) {
-            fputs(logs_help, stdout);
-            return VMCTL_EXIT_OK;
-        }
-        if (id == LOGS_FOLLOW)
-            follow_on = true;
-        else if (name != NULL)
-            return vmctl_usage_error(v, "unexpected argument '%s'", val);
-        else
-            name = val;
-    }
-    if (name == NULL)
-        return vmctl_usage_error(v, "no VM name given");
-    if ((r = vmctl_open(v, name, &vm)) != 0)
+    if (r < 0)
+        return vmctl_help(logs_help);
+    if (r != 0 || (r = vmctl_open(v, name, &vm)) != 0)
         return r;
 
     /* A copy: refresh, which follow calls, ends the borrowed string. */

@@ -245,6 +245,52 @@ int vmctl_next(struct vmctl *v, struct vmctl_args *it, const struct vmctl_option
     return o->id;
 }
 
+int vmctl_take_name(struct vmctl *v, const char *word, const char **name)
+{
+    if (*name != NULL)
+        return vmctl_usage_error(v, "unexpected argument '%s'", word);
+    *name = word;
+    return 0;
+}
+
+int vmctl_need_name(struct vmctl *v, const char *name)
+{
+    if (name == NULL)
+        return vmctl_usage_error(v, "no VM name given");
+    return 0;
+}
+
+int vmctl_help(const char *text)
+{
+    fputs(text, stdout);
+    return VMCTL_EXIT_OK;
+}
+
+int vmctl_parse_flag(struct vmctl *v, int argc, char **argv, const struct vmctl_option *opts,
+                     const char **name, bool *flag)
+{
+    struct vmctl_args it = VMCTL_ARGS_INIT(argc, argv);
+    const char *val, *none = "";
+    int id, r = 0;
+
+    /* Without a NAME to take, any word is one too many. */
+    if (name == NULL)
+        name = &none;
+    while (r == 0 && (id = vmctl_next(v, &it, opts, &val)) != VMCTL_END) {
+        if (id == VMCTL_BAD)
+            return VMCTL_EXIT_USAGE;
+        if (id == VMCTL_HELP)
+            return -1;
+        if (id == VMCTL_POSITIONAL)
+            r = vmctl_take_name(v, val, name);
+        else
+            *flag = true;
+    }
+    if (r != 0 || name == &none)
+        return r;
+    return vmctl_need_name(v, *name);
+}
+
 /* --- numbers -------------------------------------------------------- */
 
 /* Digits only: no sign, no blanks, no base prefixes, no overflow. */

@@ -70,6 +70,22 @@ struct vmctl_args {
 int vmctl_next(struct vmctl *v, struct vmctl_args *it, const struct vmctl_option *opts,
                const char **value);
 
+/* Keeps the one positional NAME in *name; a second one is a usage error. */
+int vmctl_take_name(struct vmctl *v, const char *word, const char **name);
+/* A usage error unless a NAME was given. */
+int vmctl_need_name(struct vmctl *v, const char *name);
+/* Prints a command's help on stdout; returns VMCTL_EXIT_OK. */
+int vmctl_help(const char *text);
+
+/*
+ * Parses the arguments of a command that takes NAME (name != NULL; then
+ * required) or no word at all (name == NULL), and options without values:
+ * any of opts sets *flag. Returns 0, an exit status after a usage error,
+ * or -1 for --help (nothing printed).
+ */
+int vmctl_parse_flag(struct vmctl *v, int argc, char **argv, const struct vmctl_option *opts,
+                     const char **name, bool *flag);
+
 int vmctl_usage_error(struct vmctl *v, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int vmctl_fail(struct vmctl *v, const char *name, const char *fmt, ...)
