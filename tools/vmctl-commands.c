@@ -130,64 +130,54 @@ static int parse_overlay(struct vmctl *v, const char *text, int32_t *out)
     return 0;
 }
 
+static int create_option(struct vmctl *v, int id, const char *val, void *user)
+{
+    struct create_args *a = user;
+
+    switch (id) {
+    case C_KERNEL:
+        a->kernel = val;
+        break;
+    case C_ROOTFS:
+        a->rootfs = val;
+        break;
+    case C_INITRD:
+        a->initrd = val;
+        break;
+    case C_VCPUS:
+        /* 0 would mean "default" to the library; refuse it here. */
+        return vmctl_parse_u32(v, "--vcpus", val, 1, UINT32_MAX, &a->spec.vcpus);
+    case C_MEMORY:
+        return vmctl_parse_u32(v, "--memory", val, 1, UINT32_MAX, &a->spec.memory_mib);
+    case C_DISK_SIZE:
+        return vmctl_parse_size(v, "--disk-size", val, &a->spec.disk_size);
+    case C_BOOT_ARGS:
+        a->spec.boot_args = val;
+        break;
+    case C_SSH_KEY:
+        a->ssh_key = val;
+        break;
+    case C_OVERLAY:
+        return parse_overlay(v, val, &a->spec.overlay);
+    case C_NO_NET:
+        a->no_net = true;
+        break;
+    case C_NETNS:
+        a->netns = true;
+        a->netns_name = val;
+        break;
+    case C_START:
+        a->start = true;
+        break;
+    }
+    return 0;
+}
+
 static int parse_create(struct vmctl *v, int argc, char **argv, struct create_args *a)
 {
-    struct vmctl_args it = VMCTL_ARGS_INIT(argc, argv);
-    const char *val;
-    int id, r = 0;
+    int r = vmctl_parse(v, argc, argv, create_opts, &a->name, create_option, a);
 
-    while (r == 0 && (id = vmctl_next(v, &it, create_opts, &val)) != VMCTL_END) {
-        switch (id) {
-        case VMCTL_BAD:
-            return VMCTL_EXIT_USAGE;
-        case VMCTL_HELP:
-            return -1;
-        case VMCTL_POSITIONAL:
-            r = vmctl_take_name(v, val, &a->name);
-            break;
-        case C_KERNEL:
-            a->kernel = val;
-            break;
-        case C_ROOTFS:
-            a->rootfs = val;
-            break;
-        case C_INITRD:
-            a->initrd = val;
-            break;
-        case C_VCPUS:
-            /* 0 would mean "default" to the library; refuse it here. */
-            r = vmctl_parse_u32(v, "--vcpus", val, 1, UINT32_MAX, &a->spec.vcpus);
-            break;
-        case C_MEMORY:
-            r = vmctl_parse_u32(v, "--memory", val, 1, UINT32_MAX, &a->spec.memory_mib);
-            break;
-        case C_DISK_SIZE:
-            r = vmctl_parse_size(v, "--disk-size", val, &a->spec.disk_size);
-            break;
-        case C_BOOT_ARGS:
-            a->spec.boot_args = val;
-            break;
-        case C_SSH_KEY:
-            a->ssh_key = val;
-            break;
-        case C_OVERLAY:
-            r = parse_overlay(v, val, &a->spec.overlay);
-            break;
-        case C_NO_NET:
-            a->no_net = true;
-            break;
-        case C_NETNS:
-            a->netns = true;
-            a->netns_name = val;
-            break;
-        case C_START:
-            a->start = true;
-            break;
-        }
-    }
     if (r != 0)
-        return r;
-    if ((r = vmctl_need_name(v, a->name)) != 0)
         return r;
     if (a->kernel == NULL)
         return vmctl_usage_error(v, "--kernel FILE is required");
@@ -432,36 +422,26 @@ struct simple_args {
     bool force;
 };
 
+static int simple_option(struct vmctl *v, int id, const char *val, void *user)
+{
+    struct simple_args *a = user;
+    uint32_t seconds = 0;
+    int r = 0;
+
+    if (id == S_TIMEOUT) {
+        r = vmctl_parse_u32(v, "--timeout", val, 1, MAX_TIMEOUT_S, &seconds);
+        a->timeout_ms = seconds * 1000;
+    } else if (id == S_FORCE) {
+        a->force = true;
+    }
+    return r;
+}
+
 /* NAME with the options of start, stop, kill or delete. -1: --help. */
 static int parse_simple(struct vmctl *v, int argc, char **argv,
                         const struct vmctl_option *opts, struct simple_args *a)
 {
-    struct vmctl_args it = VMCTL_ARGS_INIT(argc, argv);
-    const char *val;
-    uint32_t seconds = 0;
-    int id, r = 0;
-
-    while (r == 0 && (id = vmctl_next(v, &it, opts, &val)) != VMCTL_END) {
-        switch (id) {
-        case VMCTL_BAD:
-            return VMCTL_EXIT_USAGE;
-        case VMCTL_HELP:
-            return -1;
-        case VMCTL_POSITIONAL:
-            r = vmctl_take_name(v, val, &a->name);
-            break;
-        case S_TIMEOUT:
-            r = vmctl_parse_u32(v, "--timeout", val, 1, MAX_TIMEOUT_S, &seconds);
-            a->timeout_ms = seconds * 1000;
-            break;
-        case S_FORCE:
-            a->force = true;
-            break;
-        }
-    }
-    if (r != 0)
-        return r;
-    return vmctl_need_name(v, a->name);
+    return vmctl_parse(v, argc, argv, opts, &a->name, simple_option, a);
 }
 
 /* What start, stop and kill do to the VM they open. */
@@ -544,36 +524,38 @@ static const struct vmctl_option set_opts[] = {
     {NULL, 0, 0, 0},
 };
 
+struct set_args {
+    uint32_t vcpus, memory;
+};
+
+static int set_option(struct vmctl *v, int id, const char *val, void *user)
+{
+    struct set_args *a = user;
+
+    if (id == SET_VCPUS)
+        return vmctl_parse_u32(v, "--vcpus", val, 1, UINT32_MAX, &a->vcpus);
+    return vmctl_parse_u32(v, "--memory", val, 1, UINT32_MAX, &a->memory);
+}
+
 int cmd_set(struct vmctl *v, int argc, char **argv)
 {
-    struct vmctl_args it = VMCTL_ARGS_INIT(argc, argv);
-    const char *name = NULL, *val;
-    uint32_t vcpus = 0, memory = 0;
+    struct set_args a = {0};
+    const char *name = NULL;
     vmm_vm *vm = NULL;
-    int id, r = 0;
+    int r = vmctl_parse(v, argc, argv, set_opts, &name, set_option, &a);
 
-    while (r == 0 && (id = vmctl_next(v, &it, set_opts, &val)) != VMCTL_END) {
-        if (id == VMCTL_BAD)
-            return VMCTL_EXIT_USAGE;
-        if (id == VMCTL_HELP)
-            return vmctl_help(set_help);
-        if (id == VMCTL_POSITIONAL)
-            r = vmctl_take_name(v, val, &name);
-        else if (id == SET_VCPUS)
-            r = vmctl_parse_u32(v, "--vcpus", val, 1, UINT32_MAX, &vcpus);
-        else if (id == SET_MEMORY)
-            r = vmctl_parse_u32(v, "--memory", val, 1, UINT32_MAX, &memory);
-    }
-    if (r != 0 || (r = vmctl_need_name(v, name)) != 0)
+    if (r < 0)
+        return vmctl_help(set_help);
+    if (r != 0)
         return r;
-    if (vcpus == 0 && memory == 0)
+    if (a.vcpus == 0 && a.memory == 0)
         return vmctl_usage_error(v, "nothing to set: give --vcpus and/or --memory");
 
     if ((r = vmctl_open(v, name, &vm)) != 0)
         return r;
-    if (vcpus != 0 && vmm_set_vcpus(vm, vcpus) < 0)
+    if (a.vcpus != 0 && vmm_set_vcpus(vm, a.vcpus) < 0)
         r = vmctl_fail_lib(v, name);
-    else if (memory != 0 && vmm_set_memory(vm, memory) < 0)
+    else if (a.memory != 0 && vmm_set_memory(vm, a.memory) < 0)
         r = vmctl_fail_lib(v, name);
     vmm_vm_free(vm);
     return r;

@@ -266,8 +266,8 @@ int vmctl_help(const char *text)
     return VMCTL_EXIT_OK;
 }
 
-int vmctl_parse_flag(struct vmctl *v, int argc, char **argv, const struct vmctl_option *opts,
-                     const char **name, bool *flag)
+int vmctl_parse(struct vmctl *v, int argc, char **argv, const struct vmctl_option *opts,
+                const char **name, vmctl_option_fn *on_option, void *user)
 {
     struct vmctl_args it = VMCTL_ARGS_INIT(argc, argv);
     const char *val, *none = "";
@@ -284,11 +284,24 @@ int vmctl_parse_flag(struct vmctl *v, int argc, char **argv, const struct vmctl_
         if (id == VMCTL_POSITIONAL)
             r = vmctl_take_name(v, val, name);
         else
-            *flag = true;
+            r = on_option(v, id, val, user);
     }
     if (r != 0 || name == &none)
         return r;
     return vmctl_need_name(v, *name);
+}
+
+static int set_flag(struct vmctl *v, int id, const char *value, void *flag)
+{
+    (void)v, (void)id, (void)value;
+    *(bool *)flag = true;
+    return 0;
+}
+
+int vmctl_parse_flag(struct vmctl *v, int argc, char **argv, const struct vmctl_option *opts,
+                     const char **name, bool *flag)
+{
+    return vmctl_parse(v, argc, argv, opts, name, set_flag, flag);
 }
 
 /* --- numbers -------------------------------------------------------- */

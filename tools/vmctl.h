@@ -77,11 +77,21 @@ int vmctl_need_name(struct vmctl *v, const char *name);
 /* Prints a command's help on stdout; returns VMCTL_EXIT_OK. */
 int vmctl_help(const char *text);
 
+/* Takes one option of a command: 0, or an exit status after a usage
+ * error. */
+typedef int vmctl_option_fn(struct vmctl *v, int id, const char *value, void *user);
+
 /*
- * Parses the arguments of a command that takes NAME (name != NULL; then
- * required) or no word at all (name == NULL), and options without values:
- * any of opts sets *flag. Returns 0, an exit status after a usage error,
- * or -1 for --help (nothing printed).
+ * Walks the arguments of a command that takes NAME (name != NULL; then
+ * required) or no word at all (name == NULL), handing each of opts met to
+ * on_option. Returns 0, an exit status after a usage error, or -1 for
+ * --help (nothing printed).
+ */
+int vmctl_parse(struct vmctl *v, int argc, char **argv, const struct vmctl_option *opts,
+                const char **name, vmctl_option_fn *on_option, void *user);
+
+/*
+ * vmctl_parse() for options without values: any of opts sets *flag.
  */
 int vmctl_parse_flag(struct vmctl *v, int argc, char **argv, const struct vmctl_option *opts,
                      const char **name, bool *flag);
