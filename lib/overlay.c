@@ -250,8 +250,8 @@ static int copy_rw(int in, int out, uint64_t off, uint64_t end, char *buf,
 
 /* Copies the base's data extents, block runs at a time; see overlay.h. */
 static int copy_sparse(const vmm_context *ctx, const char *vm_name, int in,
-                       int out, uint64_t size, const char *base,
-                       const char *dst)
+                       int out, uint64_t size, bool flush_soon,
+                       const char *base, const char *dst)
 {
     uint64_t off = 0;
     char *buf;
@@ -286,9 +286,11 @@ static int copy_sparse(const vmm_context *ctx, const char *vm_name, int in,
             r = copy_rw(in, out, at, step, buf, base, dst);
             if (r < 0)
                 goto out;
-            /* Start writeback now, so the final fsync has little left. */
-            sync_file_range(out, (off64_t)at, (off64_t)(step - at),
-                            SYNC_FILE_RANGE_WRITE);
+            /* Start writeback now, so the fsync at the end has little
+             * left; a deferred flush leaves it to the kernel's pace. */
+            if (flush_soon)
+                sync_file_range(out, (off64_t)at, (off64_t)(step - at),
+                                SYNC_FILE_RANGE_WRITE);
             at = step;
             progress_emit(ctx, vm_name, "copy", at, size);
         }
@@ -345,6 +347,7 @@ static int create_copy(const vmm_context *ctx, const struct overlay_spec *spec,
         r = 0;
     } else {
         r = copy_sparse(ctx, spec->vm_name, in, out, base_size,
+                        !spec->defer_flush,
                         spec->base_image, tmp);
     }
     if (r < 0)
@@ -356,7 +359,7 @@ static int create_copy(const vmm_context *ctx, const struct overlay_spec *spec,
                          (unsigned long long)spec->disk_size);
         goto out;
     }
-    if (fsync(out) < 0) {
+    if (!spec->defer_flush && fsync(out) < 0) {
         r = error_set_os(errno == ENOSPC ? VMM_EDISK : VMM_EIO, errno,
                          "flushing %s", tmp);
         goto out;
@@ -456,6 +459,30 @@ int overlay_create(const vmm_context *ctx, const struct overlay_spec *spec)
         return create_cow(ctx, spec, base_size);
     }
     return create_copy(ctx, spec, base_size);
+}
+
+int overlay_flush(const vmm_context *ctx, const struct overlay_spec *spec)
+{
+    char *disk;
+    int fd, r = 0;
+
+    r = check_spec(spec, false);
+    if (r < 0 || spec->driver != OVERLAY_COPY)
+        return r;
+    disk = dir_file(spec, DISK_FILE);
+    if (disk == NULL)
+        return VMM_ENOMEM;
+    fd = open(disk, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        r = error_set_os(errno == ENOENT ? VMM_ENOTFOUND : VMM_EIO, errno,
+                         "opening %s", disk);
+    else if (fsync(fd) < 0)
+        r = error_set_os(errno == ENOSPC ? VMM_EDISK : VMM_EIO, errno,
+                         "flushing %s", disk);
+    if (fd >= 0)
+        close(fd);
+    free(disk);
+    return r;
 }
 
 int overlay_activate(const vmm_context *ctx, const struct overlay_spec *spec,

@@ -51,6 +51,8 @@ struct overlay_spec {
     const char *base_image;
     const char *dir;            /* the VM's directory: files go here */
     uint64_t disk_size;         /* bytes; 0: the base's size */
+    bool defer_flush;           /* copy: leave the data to the page cache;
+                                   overlay_flush() before trusting it */
 };
 
 /*
@@ -80,6 +82,13 @@ int overlay_activate(const vmm_context *ctx, const struct overlay_spec *spec,
  * busy, then fails naming the pids holding the device. No-op for copy.
  */
 int overlay_deactivate(const vmm_context *ctx, const struct overlay_spec *spec);
+
+/*
+ * Makes a copy made with defer_flush durable: fsync of its data. Writeback
+ * began while it was copied, so little is usually left. No-op for
+ * dm-snapshot, whose COW starts empty.
+ */
+int overlay_flush(const vmm_context *ctx, const struct overlay_spec *spec);
 
 /* Deactivates and removes the disk files. Missing parts are not errors. */
 int overlay_destroy(const vmm_context *ctx, const struct overlay_spec *spec);

@@ -650,6 +650,26 @@ static void write_exit_file(int fd, pid_t pid, bool killed, int value)
         fdatasync(fd);
 }
 
+/*
+ * Marks the exit file as a start in flight, "keeper PID SID", until the
+ * VMM's end replaces it: a program that dies while its VMM comes up
+ * leaves the next one a way to find and end both.
+ */
+static void write_keeper_record(int fd)
+{
+    char line[64];
+    char *p = line;
+
+    p = put_text(p, "keeper ");
+    p = put_decimal(p, getpid());
+    p = put_text(p, " ");
+    p = put_decimal(p, getsid(0));
+    *p++ = '\n';
+    if (ftruncate(fd, 0) == 0 && pwrite(fd, line, (size_t)(p - line), 0) < 0) {
+        /* Without it only the record or the socket can find the VMM. */
+    }
+}
+
 static void reset_signals(void)
 {
     struct sigaction dfl = { .sa_handler = SIG_DFL };
@@ -724,6 +744,7 @@ static _Noreturn void run_keeper(const struct launch *l)
     /* Named for what it is: ps would otherwise show the embedding
      * program's command line for as long as the VM runs. */
     prctl(PR_SET_NAME, KEEPER_NAME);
+    write_keeper_record(l->exit_fd);
     /* Orphans of a daemonizing firecracker come to us, not to init. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     sigaction(SIGPIPE, &ign, NULL);
@@ -1458,70 +1479,88 @@ int process_attach_socket(const vmm_context *ctx, const char *vm_name,
     return process_attach(ctx, vm_name, pid, st.start_time, api_socket, out);
 }
 
-/* Whether pid's command line holds "--api-sock" followed by api_socket. */
-static bool serves_path(pid_t pid, const char *api_socket)
+/* A live keeper named by an exit record: "keeper PID SID". */
+static bool record_keeper(const char *exit_path, pid_t *pid, pid_t *sid)
 {
-    char path[64], buf[8192];
+    char text[128];
     ssize_t n;
-    int fd;
+    int fd, p, s;
 
-    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    fd = open(exit_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return false;
-    n = read(fd, buf, sizeof(buf) - 1);
+    n = read(fd, text, sizeof(text) - 1);
     close(fd);
     if (n <= 0)
         return false;
-    buf[n] = '\0';
-    for (char *arg = buf; arg < buf + n; arg += strlen(arg) + 1)
-        if (strcmp(arg, "--api-sock") == 0 && arg + strlen(arg) + 1 < buf + n)
-            return strcmp(arg + strlen(arg) + 1, api_socket) == 0;
-    return false;
+    text[n] = '\0';
+    if (sscanf(text, "keeper %d %d", &p, &s) != 2 || p <= 1 || s <= 1)
+        return false;
+    *pid = p;
+    *sid = s;
+    return true;
 }
 
-int process_find_kept(const vmm_context *ctx, const char *vm_name,
-                      const char *api_socket, struct vmm_process **out)
+/* Whether pid is a running libvmm keeper leading nothing but session sid. */
+static bool is_keeper(pid_t pid, pid_t sid)
+{
+    char path[64], comm[32];
+    struct proc_stat st;
+    ssize_t n;
+    int fd;
+
+    if (read_proc_stat(pid, &st) < 0 || stat_is_dead(&st) ||
+        getsid(pid) != sid || sid == getsid(0))
+        return false;
+    snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    n = read(fd, comm, sizeof(comm) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    comm[n] = '\0';
+    return strcmp(comm, KEEPER_NAME "\n") == 0;
+}
+
+bool process_start_in_flight(const char *exit_path)
+{
+    pid_t pid, sid;
+
+    return record_keeper(exit_path, &pid, &sid) && is_keeper(pid, sid);
+}
+
+int process_end_start(const vmm_context *ctx, const char *vm_name,
+                      const char *exit_path)
 {
     const char *vm = vm_name ? vm_name : "VM";
-    struct dirent *e;
-    DIR *proc;
-    int r;
+    struct proc_handle h = PROC_HANDLE_INIT;
+    struct proc_stat st;
+    pid_t pid, sid;
 
-    if (out == NULL)
-        return error_set(VMM_EINVAL, "process_find_kept: out is NULL");
-    proc = opendir("/proc");
-    if (proc == NULL)
-        return error_set_os(VMM_EIO, errno, "reading /proc");
-    r = error_set(VMM_ENOTFOUND, "%s: no VMM for %s is kept by libvmm", vm,
-                  api_socket);
-    while ((e = readdir(proc)) != NULL) {
-        struct proc_handle h = PROC_HANDLE_INIT;
-        struct proc_stat st;
-        char *end;
-        long pid = strtol(e->d_name, &end, 10);
-
-        if (*end != '\0' || pid <= 0 || !kept_by_keeper((pid_t)pid) ||
-            !serves_path((pid_t)pid, api_socket))
-            continue;
-        if (proc_open(ctx, (pid_t)pid, &h, &st) < 0)
-            continue;
-        /* Checked again on the pinned process: the pid may have moved on. */
-        if (!kept_by_keeper((pid_t)pid) || proc_ended(&h, 0)) {
-            proc_close(&h);
-            continue;
-        }
-        r = process_new(ctx, vm_name, api_socket, out);
-        if (r < 0) {
-            proc_close(&h);
-            break;
-        }
-        (*out)->proc = h;
-        error_reset();
-        break;
+    if (!record_keeper(exit_path, &pid, &sid) || !is_keeper(pid, sid))
+        return error_set(VMM_ENOTFOUND, "%s: no start in flight", vm);
+    if (proc_open(ctx, pid, &h, &st) < 0 || !is_keeper(pid, sid)) {
+        proc_close(&h);
+        return error_set(VMM_ENOTFOUND, "%s: no start in flight", vm);
     }
-    closedir(proc);
-    return r;
+    /*
+     * The keeper's session is its process group too (setsid made it), and
+     * holds the VMM whether or not it has exec'd yet: one signal ends all.
+     */
+    if (kill(-sid, SIGKILL) < 0 && errno != ESRCH) {
+        int err = errno;
+
+        proc_close(&h);
+        return error_set_os(VMM_EIO, err, "%s: killing the keeper's group %d",
+                            vm, (int)sid);
+    }
+    log_info(ctx, COMPONENT, vm_name, "ended keeper pid %d and its VMM, left "
+             "by an interrupted start", (int)pid);
+    proc_ended(&h, DEATH_WAIT_MS);
+    proc_close(&h);
+    return 0;
 }
 
 pid_t process_pid(const struct vmm_process *p)

@@ -86,13 +86,18 @@ int process_attach_socket(const vmm_context *ctx, const char *vm_name,
                           const char *api_socket, struct vmm_process **out);
 
 /*
- * Finds a VMM by what it was started with: a keeper's child whose command
- * line names api_socket. For a VMM spawned by a program that died before
- * it could record it, and that has not bound its socket yet. Scans /proc:
- * for recovery, not for every look. VMM_ENOTFOUND when there is none.
+ * Whether the keeper a spawn wrote into exit_path still runs with no end
+ * recorded for its VMM: a start in flight, or one whose program died.
  */
-int process_find_kept(const vmm_context *ctx, const char *vm_name,
-                      const char *api_socket, struct vmm_process **out);
+bool process_start_in_flight(const char *exit_path);
+
+/*
+ * Ends such a start: SIGKILL to the keeper's session, which holds the
+ * VMM whether or not it has exec'd or bound its socket yet, then waits
+ * for the keeper to go. VMM_ENOTFOUND when no start is in flight.
+ */
+int process_end_start(const vmm_context *ctx, const char *vm_name,
+                      const char *exit_path);
 
 pid_t process_pid(const struct vmm_process *p);
 /* The client for the VMM's API socket; borrowed, valid until process_free. */

@@ -381,6 +381,8 @@ int record_write(const char *path, const struct vm_record *rec)
     gen_str(g, "netns", rec->netns);
     gen_bool(g, "own_netns", rec->own_netns);
     gen_bool(g, "pristine", rec->pristine);
+    gen_bool(g, "unflushed", rec->unflushed);
+    gen_str(g, "boot_id", rec->boot_id);
 
     gen_key(g, "net");
     if (rec->has_net) {
@@ -587,6 +589,8 @@ static void read_fields(struct reader *rd, struct vm_record *rec)
         bad(rd, "netns", "is not a valid namespace name");
     rec->own_netns = get_bool(rd, root, "own_netns");
     rec->pristine = get_bool(rd, root, "pristine");
+    rec->unflushed = get_bool(rd, root, "unflushed");
+    get_fixed(rd, root, "boot_id", rec->boot_id, sizeof(rec->boot_id));
 
     v = field(rd, root, "net");
     if (v != NULL && YAJL_IS_OBJECT(v)) {

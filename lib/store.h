@@ -57,6 +57,9 @@ struct vm_record {
     size_t n_files;
     bool pristine;    /* the disk is a copy or snapshot of a base image
                          known clean, and no start has touched it yet */
+    bool unflushed;   /* the copy may still be in the page cache of the
+                         host boot named by boot_id */
+    char boot_id[40];
     bool has_vmm;     /* a VMM was started and not seen to end */
     int32_t pid;
     uint64_t start_time;

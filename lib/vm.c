@@ -226,13 +226,15 @@ static void release_runtime(vmm_vm *vm);
 static bool settle_orphan(vmm_vm *vm, struct vmm_process *p, bool locked)
 {
     int lock_fd = -1;
-    pid_t pid = process_pid(p);
+    pid_t pid = p ? process_pid(p) : 0;
 
     if (!locked && vm_lock(vm, 0, &lock_fd) < 0) {
         error_reset();
         return false;
     }
-    if (process_kill(p) < 0) {
+    /* Without a VMM to name (none came up yet), its keeper's is ended. */
+    if ((p != NULL ? process_kill(p)
+                   : process_end_start(vm->ctx, vm->name, vm->exit_path)) < 0) {
         log_warning(vm->ctx, "vm", vm->name, "ending VMM pid %d left by an "
                     "interrupted start: %s", (int)pid,
                     vmm_error_last()->message);
@@ -240,8 +242,9 @@ static bool settle_orphan(vmm_vm *vm, struct vmm_process *p, bool locked)
         error_reset();
         return false;
     }
-    log_info(vm->ctx, "vm", vm->name, "ended VMM pid %d, left by an "
-             "interrupted start of VM %s", (int)pid, vm->name);
+    if (p != NULL)
+        log_info(vm->ctx, "vm", vm->name, "ended VMM pid %d, left by an "
+                 "interrupted start of VM %s", (int)pid, vm->name);
     unlink(vm->api_socket);
     release_runtime(vm);
     vm->rec.has_vmm = false;
@@ -250,14 +253,6 @@ static bool settle_orphan(vmm_vm *vm, struct vmm_process *p, bool locked)
     store_unlock(lock_fd);
     error_reset();
     return true;
-}
-
-/* The keeper fills the exit record when its VMM ends; spawning empties it. */
-static bool exit_record_empty(const vmm_vm *vm)
-{
-    struct stat st;
-
-    return stat(vm->exit_path, &st) == 0 && st.st_size == 0;
 }
 
 /*
@@ -282,13 +277,12 @@ static void probe_vmm(vmm_vm *vm, bool locked)
     if (p == NULL && path_exists(vm->api_socket) &&
         process_attach_socket(vm->ctx, vm->name, vm->api_socket, &p) < 0)
         p = NULL;
-    /* An empty exit record: a VMM was spawned and has not ended, though
-     * neither the record nor its socket shows it yet. */
-    if (p == NULL && exit_record_empty(vm) &&
-        process_find_kept(vm->ctx, vm->name, vm->api_socket, &p) < 0)
-        p = NULL;
     error_reset();
     if (p == NULL) {
+        /* A keeper still running with no VMM recorded nor serving: a start
+         * in flight, or one whose program died before the VMM came up. */
+        if (process_start_in_flight(vm->exit_path))
+            settle_orphan(vm, NULL, locked);
         note_last_exit(vm);
         return;
     }
@@ -1021,6 +1015,43 @@ static int save_files(vmm_vm *vm, const vmm_guest_file *files, uint32_t n)
     return 0;
 }
 
+/* The kernel's id of this boot of the host. */
+static int current_boot_id(char *buf, size_t size)
+{
+    const char *path = "/proc/sys/kernel/random/boot_id";
+    char *text;
+    int r;
+
+    r = store_read_file(path, 64, &text, NULL);
+    if (r < 0)
+        return r;
+    text[strcspn(text, "\n")] = '\0';
+    snprintf(buf, size, "%s", text);
+    free(text);
+    return 0;
+}
+
+/*
+ * A copy made at create lives in the page cache until this first start
+ * flushes it. If the host restarted in between, pages may be lost without
+ * any trace e2fsck could find: such a disk is refused, never booted.
+ */
+static int flush_new_disk(vmm_vm *vm)
+{
+    struct overlay_spec ospec = overlay_spec_of(vm);
+    char now[sizeof(vm->rec.boot_id)];
+    int r;
+
+    r = current_boot_id(now, sizeof(now));
+    if (r < 0)
+        return r;
+    if (strcmp(now, vm->rec.boot_id) != 0)
+        return error_set(VMM_EDISK, "the disk of VM %s was still being "
+                         "written out when the host restarted; delete the "
+                         "VM and create it again", vm->name);
+    return overlay_flush(vm->ctx, &ospec);
+}
+
 /* What identifies one version of a base image's content. */
 struct base_stamp {
     uint64_t dev, ino, size, mtime_ns, ctime_ns;
@@ -1117,9 +1148,19 @@ static int build(vmm_vm *vm, const vmm_vm_spec *spec)
     r = base_stamp(vm->rec.base_image, &before);
     if (r < 0)
         return r;
+    /* The copy is flushed at the first start, not here: creating stays as
+     * fast as cp, and the record says which host boot must still hold
+     * the copy's unwritten pages (see flush_new_disk). */
+    ospec.defer_flush = vm->rec.overlay == OVERLAY_COPY;
     r = overlay_create(vm->ctx, &ospec);
     if (r < 0)
         return r;
+    if (ospec.defer_flush) {
+        r = current_boot_id(vm->rec.boot_id, sizeof(vm->rec.boot_id));
+        if (r < 0)
+            return r;
+        vm->rec.unflushed = true;
+    }
     /* A copy of a clean base needs no e2fsck before its first patch; the
      * base must not have changed while it was copied. */
     vm->rec.pristine = base_known_clean(vm, &before) &&
@@ -1430,7 +1471,7 @@ static int start_locked(vmm_vm *vm, uint32_t timeout_ms)
     struct error_snapshot first;
     char *unused = NULL;
     uint64_t deadline;
-    bool pristine;
+    bool pristine, flushed;
     int netns_fd = -1, r;
 
     if (vm->state != VMM_VM_STOPPED)
@@ -1449,8 +1490,15 @@ static int start_locked(vmm_vm *vm, uint32_t timeout_ms)
      * a pristine disk stops being one before it is patched: a crash while
      * patching must not spare the next start its e2fsck.
      */
+    flushed = vm->rec.unflushed;
+    if (flushed) {
+        r = flush_new_disk(vm);
+        if (r < 0)
+            return r;
+        vm->rec.unflushed = false;
+    }
     pristine = vm->rec.pristine;
-    if (vm->rec.has_vmm || pristine) {
+    if (vm->rec.has_vmm || pristine || flushed) {
         vm->rec.has_vmm = false;
         vm->rec.pristine = false;
         r = record_write(vm->record_path, &vm->rec);

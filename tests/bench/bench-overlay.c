@@ -277,7 +277,7 @@ static int cp_once(const char *base, const char *target, bool sync_after,
 static int bench_copy(const char *base)
 {
     double ours[COPY_ROUNDS], nosync[COPY_ROUNDS], theirs[COPY_ROUNDS],
-           synced[COPY_ROUNDS], a, a0, b, c;
+           synced[COPY_ROUNDS], flush[COPY_ROUNDS], a, a0, b, c, f;
     char dir[512], cp_target[512], disk[600], cmd[1024];
     struct stat st, mine;
     struct overlay_spec spec = {
@@ -294,12 +294,22 @@ static int bench_copy(const char *base)
     run_quiet(cmd);
 
     for (int r = 0; r < COPY_ROUNDS; r++) {
+        double t0;
+
+        /* As vmm_create makes it: the data is flushed at the first start. */
+        spec.defer_flush = true;
         if (overlay_once(&spec, true, &ours[r]) < 0)
             return 1;
         if (r == 0 && stat(disk, &mine) < 0)
             return 1;
+        t0 = now_s();
+        if (overlay_flush(NULL, &spec) < 0)
+            return 1;
+        flush[r] = now_s() - t0;
         overlay_destroy(NULL, &spec);
-        if (overlay_once(&spec, false, &nosync[r]) < 0)
+        /* Flushed before it takes its name. */
+        spec.defer_flush = false;
+        if (overlay_once(&spec, true, &nosync[r]) < 0)
             return 1;
         overlay_destroy(NULL, &spec);
         if (cp_once(base, cp_target, false, &theirs[r]) < 0)
@@ -313,6 +323,7 @@ static int bench_copy(const char *base)
     }
     a = median(ours, COPY_ROUNDS);
     a0 = median(nosync, COPY_ROUNDS);
+    f = median(flush, COPY_ROUNDS);
     b = median(theirs, COPY_ROUNDS);
     c = median(synced, COPY_ROUNDS);
     printf("copy overlay of %s (medians of %d, page cache warm, dirty "
@@ -320,14 +331,14 @@ static int bench_copy(const char *base)
     printf("  allocated: overlay %lld MiB, cp --sparse=always %lld MiB, of "
            "%lld MiB\n", (long long)mine.st_blocks / 2048,
            (long long)st.st_blocks / 2048, (long long)mine.st_size >> 20);
-    printf("  overlay_create (copy, fsync'ed):  %8.1f ms\n", a * 1e3);
-    printf("  overlay_create, fsync a no-op:    %8.1f ms\n", a0 * 1e3);
-    printf("  cp --sparse=always:               %8.1f ms\n", b * 1e3);
-    printf("  cp --sparse=always + sync FILE:   %8.1f ms\n", c * 1e3);
-    printf("  ratio, library as shipped to cp alone: %.2fx (target <= "
-           "1.2x: %s)\n", a / b, a / b <= 1.2 ? "met" : "MISSED");
-    printf("  ratio, both without a flush:           %.2fx\n", a0 / b);
-    printf("  ratio, both flushed (cp + sync):       %.2fx\n", a / c);
+    printf("  overlay_create as vmm_create runs it: %8.1f ms\n", a * 1e3);
+    printf("    then its flush at the first start:  %8.1f ms\n", f * 1e3);
+    printf("  overlay_create flushing at once:      %8.1f ms\n", a0 * 1e3);
+    printf("  cp --sparse=always:                   %8.1f ms\n", b * 1e3);
+    printf("  cp --sparse=always + sync FILE:       %8.1f ms\n", c * 1e3);
+    printf("  ratio, create to cp alone:          %.2fx (target <= 1.2x: "
+           "%s)\n", a / b, a / b <= 1.2 ? "met" : "MISSED");
+    printf("  ratio, flushed copy to cp + sync:   %.2fx\n", a0 / c);
     rmdir(dir);
     return 0;
 }

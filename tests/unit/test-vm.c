@@ -691,6 +691,38 @@ START_TEST(progress_of_copy_and_wait)
 }
 END_TEST
 
+/*
+ * A copy is flushed at its first start; one the host's restart may have
+ * cut short is refused, never booted.
+ */
+START_TEST(unflushed_copy_after_host_restart_is_refused)
+{
+    vmm_vm_spec s = base_spec();
+    char sock[256];
+    vmm_vm *vm;
+
+    ck_assert_int_eq(vmm_create(&vm, ctx, "reboot", &s), 0);
+    snprintf(sock, sizeof(sock), "%s", vmm_vm_api_socket(vm));
+    run("grep -q '\"unflushed\": true' %s/vms/reboot/vm.json && "
+        "sed -i 's/\"boot_id\": \"[^\"]*\"/\"boot_id\": \"another-boot\"/' "
+        "%s/vms/reboot/vm.json", state_dir, state_dir);
+    ck_assert_int_eq(vmm_start(vm, NULL), VMM_EDISK);
+    ck_assert_vmm_error(VMM_EDISK, "host restarted");
+    ck_assert_int_eq(vmm_vm_state(vm), VMM_VM_STOPPED);
+    ck_assert_int_eq(access(sock, F_OK), -1);
+    ck_assert_int_eq(vmm_delete(vm, 0), 0);
+    vmm_vm_free(vm);
+
+    /* The same boot: flushed at the first start, and recorded so. */
+    ck_assert_int_eq(vmm_create(&vm, ctx, "sameboot", &s), 0);
+    ck_assert_int_eq(vmm_start(vm, NULL), 0);
+    run("grep -q '\"unflushed\": false' %s/vms/sameboot/vm.json",
+        state_dir);
+    ck_assert_int_eq(vmm_delete(vm, VMM_DELETE_FORCE), 0);
+    vmm_vm_free(vm);
+}
+END_TEST
+
 /* A handle keeps its context alive after the caller releases it. */
 START_TEST(handle_outlives_context)
 {
@@ -766,6 +798,7 @@ Suite *suite_make(void)
     tcase_add_test(tc, failed_start_leaves_no_process);
     tcase_add_test(tc, fsck_skipped_only_for_a_pristine_copy);
     tcase_add_test(tc, handle_outlives_context);
+    tcase_add_test(tc, unflushed_copy_after_host_restart_is_refused);
     tcase_add_test(tc, progress_of_copy_and_wait);
     tcase_add_test(tc, start_killed_midway_leaves_no_vmm);
     tcase_add_test(tc, misuse);
