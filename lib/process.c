@@ -109,6 +109,34 @@ struct proc_stat {
     uint64_t start_time;
 };
 
+/* A small text file (a /proc entry, an exit record) into buf, terminated;
+ * false when it cannot be read or is empty. */
+static bool read_text(const char *path, char *buf, size_t size)
+{
+    ssize_t n;
+    int fd;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    n = read(fd, buf, size - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    return true;
+}
+
+/* Whether pid's name (comm) is the keeper's. */
+static bool named_keeper(pid_t pid)
+{
+    char path[64], comm[32];
+
+    snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+    return read_text(path, comm, sizeof(comm)) &&
+           strcmp(comm, KEEPER_NAME "\n") == 0;
+}
+
 static int read_proc_stat(pid_t pid, struct proc_stat *st)
 {
     char path[64], buf[1024];
@@ -497,23 +525,12 @@ void process_describe_exit(const char *exit_path, char *buf, size_t size)
 {
     char text[128], how[16];
     int pid, value;
-    ssize_t n;
-    int fd;
 
     if (buf == NULL || size == 0)
         return;
     snprintf(buf, size, "unknown");
-    if (exit_path == NULL)
-        return;
-    fd = open(exit_path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    n = read(fd, text, sizeof(text) - 1);
-    close(fd);
-    if (n <= 0)
-        return;
-    text[n] = '\0';
-    if (sscanf(text, "pid %d %15s %d", &pid, how, &value) != 3)
+    if (exit_path == NULL || !read_text(exit_path, text, sizeof(text)) ||
+        sscanf(text, "pid %d %15s %d", &pid, how, &value) != 3)
         return;
     if (strcmp(how, "killed") == 0)
         describe(true, value, buf, size);
@@ -1354,22 +1371,9 @@ out:
 static bool kept_by_keeper(pid_t pid)
 {
     struct proc_stat st;
-    char path[64], comm[32];
-    ssize_t n;
-    int fd;
 
-    if (read_proc_stat(pid, &st) < 0 || st.ppid <= 1)
-        return false;
-    snprintf(path, sizeof(path), "/proc/%d/comm", (int)st.ppid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    n = read(fd, comm, sizeof(comm) - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    comm[n] = '\0';
-    return strcmp(comm, KEEPER_NAME "\n") == 0;
+    return read_proc_stat(pid, &st) == 0 && st.ppid > 1 &&
+           named_keeper(st.ppid);
 }
 
 int process_attach(const vmm_context *ctx, const char *vm_name, pid_t pid,
@@ -1483,18 +1487,10 @@ int process_attach_socket(const vmm_context *ctx, const char *vm_name,
 static bool record_keeper(const char *exit_path, pid_t *pid, pid_t *sid)
 {
     char text[128];
-    ssize_t n;
-    int fd, p, s;
+    int p, s;
 
-    fd = open(exit_path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    n = read(fd, text, sizeof(text) - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    text[n] = '\0';
-    if (sscanf(text, "keeper %d %d", &p, &s) != 2 || p <= 1 || s <= 1)
+    if (!read_text(exit_path, text, sizeof(text)) ||
+        sscanf(text, "keeper %d %d", &p, &s) != 2 || p <= 1 || s <= 1)
         return false;
     *pid = p;
     *sid = s;
@@ -1504,24 +1500,10 @@ static bool record_keeper(const char *exit_path, pid_t *pid, pid_t *sid)
 /* Whether pid is a running libvmm keeper leading nothing but session sid. */
 static bool is_keeper(pid_t pid, pid_t sid)
 {
-    char path[64], comm[32];
     struct proc_stat st;
-    ssize_t n;
-    int fd;
 
-    if (read_proc_stat(pid, &st) < 0 || stat_is_dead(&st) ||
-        getsid(pid) != sid || sid == getsid(0))
-        return false;
-    snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    n = read(fd, comm, sizeof(comm) - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    comm[n] = '\0';
-    return strcmp(comm, KEEPER_NAME "\n") == 0;
+    return read_proc_stat(pid, &st) == 0 && !stat_is_dead(&st) &&
+           getsid(pid) == sid && sid != getsid(0) && named_keeper(pid);
 }
 
 bool process_start_in_flight(const char *exit_path)
