@@ -593,7 +593,8 @@ static int begin_op(vmm_vm *vm, const char *op, int *lock_fd)
 
 /* --- create --------------------------------------------------------------- */
 
-/* A readable regular file (or block device, for images), as a real path. */
+/* Checks a readable, non-empty regular file (or block device, for images);
+ * with out, also gives its real path (caller frees). */
 static int resolve_input(const char *what, const char *path, bool allow_block,
                          char **out)
 {
@@ -615,6 +616,8 @@ static int resolve_input(const char *what, const char *path, bool allow_block,
     if (access(path, R_OK) < 0)
         return error_set_os(VMM_EIO, errno, "%s %s is not readable", what,
                             path);
+    if (out == NULL)
+        return 0;
     real = realpath(path, NULL);
     if (real == NULL)
         return error_set_os(VMM_EIO, errno, "resolving %s %s", what, path);
@@ -1469,7 +1472,6 @@ static int start_locked(vmm_vm *vm, uint32_t timeout_ms)
     struct patch_set ps = {0};
     struct vmm_process *p = NULL;
     struct error_snapshot first;
-    char *unused = NULL;
     uint64_t deadline;
     bool pristine, flushed;
     int netns_fd = -1, r;
@@ -1477,14 +1479,10 @@ static int start_locked(vmm_vm *vm, uint32_t timeout_ms)
     if (vm->state != VMM_VM_STOPPED)
         return error_set(VMM_ESTATE, "VM %s is already running (pid %d)",
                          vm->name, vm->pid);
-    if ((r = resolve_input("kernel", vm->rec.kernel, false, &unused)) < 0)
+    if ((r = resolve_input("kernel", vm->rec.kernel, false, NULL)) < 0 ||
+        (vm->rec.initrd != NULL &&
+         (r = resolve_input("initrd", vm->rec.initrd, false, NULL)) < 0))
         return r;
-    free(unused);
-    unused = NULL;
-    if (vm->rec.initrd != NULL &&
-        (r = resolve_input("initrd", vm->rec.initrd, false, &unused)) < 0)
-        return r;
-    free(unused);
     /*
      * A VMM that died unseen is recorded as gone before anything new, and
      * a pristine disk stops being one before it is patched: a crash while
