@@ -1850,15 +1850,16 @@ VMM_EXPORT int vmm_delete_by_name(vmm_context *ctx, const char *name,
     return purge(ctx, name);
 }
 
-static int set_stopped(vmm_vm *vm, const char *op, uint32_t vcpus,
-                       uint32_t memory_mib)
+/* Changes the vCPUs (is_vcpus) or the memory of a stopped VM. */
+static int set_stopped(vmm_vm *vm, const char *op, bool is_vcpus,
+                       uint32_t value)
 {
     int lock_fd, r;
 
     error_reset();
     if (vm == NULL)
         return error_set(VMM_EINVAL, "%s: vm is NULL", op);
-    r = vcpus ? check_vcpus(vcpus) : check_memory(memory_mib);
+    r = is_vcpus ? check_vcpus(value) : check_memory(value);
     if (r < 0)
         return r;
     r = begin_op(vm, op, &lock_fd);
@@ -1866,13 +1867,14 @@ static int set_stopped(vmm_vm *vm, const char *op, uint32_t vcpus,
         return r;
     if (vm->state != VMM_VM_STOPPED) {
         r = error_set(VMM_ESTATE, "VM %s is running; stop it before "
-                      "changing its %s", vm->name, vcpus ? "vCPUs" : "memory");
+                      "changing its %s", vm->name,
+                      is_vcpus ? "vCPUs" : "memory");
         goto out;
     }
-    if (vcpus)
-        vm->rec.vcpus = vcpus;
+    if (is_vcpus)
+        vm->rec.vcpus = value;
     else
-        vm->rec.memory_mib = memory_mib;
+        vm->rec.memory_mib = value;
     r = record_write(vm->record_path, &vm->rec);
 
 out:
@@ -1882,20 +1884,12 @@ out:
 
 VMM_EXPORT int vmm_set_vcpus(vmm_vm *vm, uint32_t vcpus)
 {
-    if (vcpus == 0) {
-        error_reset();
-        return check_vcpus(0);
-    }
-    return set_stopped(vm, "vmm_set_vcpus", vcpus, 0);
+    return set_stopped(vm, "vmm_set_vcpus", true, vcpus);
 }
 
 VMM_EXPORT int vmm_set_memory(vmm_vm *vm, uint32_t memory_mib)
 {
-    if (memory_mib == 0) {
-        error_reset();
-        return check_memory(0);
-    }
-    return set_stopped(vm, "vmm_set_memory", 0, memory_mib);
+    return set_stopped(vm, "vmm_set_memory", false, memory_mib);
 }
 
 /* --- list ----------------------------------------------------------------- */
