@@ -290,12 +290,11 @@ static void probe_vmm(vmm_vm *vm, bool locked)
     /* The VMM itself says whether InstanceStart was ever accepted; a VMM
      * that cannot answer is left alone. */
     unfinished = !vm->rec.has_vmm || process_pid(p) != vm->rec.pid;
-    info.state = API_STATE_RUNNING;
-    if (api_client_new(&client, vm->api_socket, STATE_QUERY_MS) == 0) {
-        if (api_get_instance_info(client, &info) < 0)
-            info.state = API_STATE_RUNNING;
-        api_client_free(client);
-    }
+    /* Through the client attach already made, bounded tighter. */
+    client = process_api(p);
+    api_client_set_timeout(client, STATE_QUERY_MS);
+    if (api_get_instance_info(client, &info) < 0)
+        info.state = API_STATE_RUNNING;
     error_reset();
     if (info.state == API_STATE_NOT_STARTED)
         unfinished = true;
