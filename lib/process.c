@@ -106,6 +106,7 @@ static void sleep_ns(uint64_t ns)
 struct proc_stat {
     char state;
     pid_t ppid;
+    pid_t pgrp;
     uint64_t start_time;
 };
 
@@ -163,6 +164,7 @@ static int read_proc_stat(pid_t pid, struct proc_stat *st)
     p += 2;
     st->state = *p;
     st->ppid = (pid_t)strtol(p + 1, &end, 10);
+    st->pgrp = (pid_t)strtol(end, &end, 10);
     /* Field 3 is the state; starttime is field 22. */
     for (field = 3; field < 22 && p != NULL; field++) {
         p = strchr(p, ' ');
@@ -1513,6 +1515,41 @@ bool process_start_in_flight(const char *exit_path)
     return record_keeper(exit_path, &pid, &sid) && is_keeper(pid, sid);
 }
 
+/* Whether any process of group pgrp is still alive (zombies are not). */
+static bool group_alive(pid_t pgrp)
+{
+    DIR *dir = opendir("/proc");
+    struct dirent *de;
+    bool alive = false;
+
+    if (dir == NULL)
+        return kill(-pgrp, 0) == 0;
+    while (!alive && (de = readdir(dir)) != NULL) {
+        struct proc_stat st;
+        pid_t pid = (pid_t)strtol(de->d_name, NULL, 10);
+
+        alive = pid > 0 && read_proc_stat(pid, &st) == 0 &&
+                st.pgrp == pgrp && !stat_is_dead(&st);
+    }
+    closedir(dir);
+    return alive;
+}
+
+/* Waits, with back-off, up to timeout_ms for group pgrp to be gone. */
+static bool group_gone(pid_t pgrp, int timeout_ms)
+{
+    uint64_t end = now_ns() + (uint64_t)timeout_ms * 1000000u;
+    uint64_t delay = BACKOFF_FIRST_NS;
+
+    while (kill(-pgrp, 0) == 0 && group_alive(pgrp)) {
+        if (now_ns() >= end)
+            return false;
+        sleep_ns(delay);
+        delay = delay * 2 < BACKOFF_MAX_NS ? delay * 2 : BACKOFF_MAX_NS;
+    }
+    return true;
+}
+
 int process_end_start(const vmm_context *ctx, const char *vm_name,
                       const char *exit_path)
 {
@@ -1538,10 +1575,15 @@ int process_end_start(const vmm_context *ctx, const char *vm_name,
         return error_set_os(VMM_EIO, err, "%s: killing the keeper's group %d",
                             vm, (int)sid);
     }
-    log_info(ctx, COMPONENT, vm_name, "ended keeper pid %d and its VMM, left "
-             "by an interrupted start", (int)pid);
     proc_ended(&h, DEATH_WAIT_MS);
     proc_close(&h);
+    /* The VMM may outlast its keeper by a moment; ended means ended. */
+    if (!group_gone(sid, DEATH_WAIT_MS))
+        return error_set(VMM_ETIMEDOUT, "%s: processes of the keeper's group "
+                         "%d still run %d ms after SIGKILL", vm, (int)sid,
+                         DEATH_WAIT_MS);
+    log_info(ctx, COMPONENT, vm_name, "ended keeper pid %d and its VMM, left "
+             "by an interrupted start", (int)pid);
     return 0;
 }
 
