@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
     # build
-    meson ninja-build pkg-config gcc g++ libc6-dev
+    meson ninja-build pkg-config gcc g++ libc6-dev cmake
     libyajl-dev libcurl4-openssl-dev libdevmapper-dev libext2fs-dev
     comerr-dev check
     # run time: e2fsck for snapshot-prep, ssh for vmctl ssh, ip for tests

@@ -31,3 +31,17 @@ for example in "$@"; do
     esac
     echo "$name: $(head -n 1 "$work/$name.out")"
 done
+
+# The static library, with the shared libraries libvmm.pc says it needs.
+example=$1
+name=$(basename "$example" .c)-static
+# shellcheck disable=SC2046
+cc -std=c99 -Wall -Wextra -Werror "${extra[@]}" -o "$work/$name" "$example" \
+    $(pkg-config --cflags libvmm) "$libdir/libvmm.a" \
+    $(pkg-config --libs $(pkg-config --print-requires-private libvmm)) -pthread
+"$work/$name" >"$work/$name.out"
+if ldd "$work/$name" | grep -q libvmm; then
+    echo "FAIL: $name is linked against a shared libvmm"
+    exit 1
+fi
+echo "$name: $(head -n 1 "$work/$name.out")"
