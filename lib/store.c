@@ -10,7 +10,9 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -249,14 +251,71 @@ static void read_holder(int fd, char *buf, size_t size)
     buf[strcspn(buf, "\n")] = '\0';
 }
 
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/*
+ * Waits for the flock on fd until deadline_ms. A holder lets go by closing
+ * its descriptor (store_unlock, or its death), which inotify reports on
+ * the lock file: waiters wake at once instead of on a poll's next tick.
+ * The watch is in place before each attempt, so no release goes unseen.
+ * Without a watch (no inotify instance left) it polls every 5 ms; with
+ * one, every 50 ms, for file systems whose other users inotify cannot see.
+ * 0, or -1 with errno (EWOULDBLOCK once the deadline passed).
+ */
+static int lock_wait(int fd, const char *path, uint64_t deadline_ms)
+{
+    int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    int r = -1;
+
+    if (ino >= 0 && inotify_add_watch(ino, path, IN_CLOSE | IN_DELETE_SELF |
+                                      IN_MOVE_SELF) < 0) {
+        close(ino);
+        ino = -1;
+    }
+    for (;;) {
+        struct pollfd pfd = { .fd = ino, .events = POLLIN };
+        char events[1024];
+        uint64_t now, tick;
+
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            r = 0;
+            break;
+        }
+        if (errno != EWOULDBLOCK && errno != EINTR)
+            break;
+        now = monotonic_ms();
+        if (now >= deadline_ms) {
+            errno = EWOULDBLOCK;
+            break;
+        }
+        tick = ino >= 0 ? 50 : 5;
+        if (poll(&pfd, 1, (int)(deadline_ms - now < tick ? deadline_ms - now
+                                : tick)) > 0)
+            while (read(ino, events, sizeof(events)) > 0) {
+            }
+    }
+    if (ino >= 0) {
+        int saved = errno;
+
+        close(ino);
+        errno = saved;
+    }
+    return r;
+}
+
 int store_lock(const char *path, uint32_t wait_ms, const char *what,
                int *fd_out)
 {
-    struct timespec delay = { 0, 1000000 };
-    uint64_t waited_ns = 0;
+    uint64_t deadline = monotonic_ms() + wait_ms;
     struct stat held, now;
-    char pid[24];
-    int fd;
+    char pid[24], holder[24];
+    int fd, r;
 
     *fd_out = -1;
     fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -265,25 +324,19 @@ int store_lock(const char *path, uint32_t wait_ms, const char *what,
                             "opening lock %s", path);
 
 retry:
-    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        if (errno == EINTR)
-            continue;
-        if (errno != EWOULDBLOCK) {
-            close(fd);
-            return error_set_os(VMM_EIO, errno, "locking %s", path);
-        }
-        if (waited_ns >= (uint64_t)wait_ms * 1000000) {
-            char holder[24];
-
-            read_holder(fd, holder, sizeof(holder));
-            close(fd);
-            return error_set(VMM_EBUSY, "%s is locked by another program "
-                             "(pid %s)", what, holder[0] ? holder : "unknown");
-        }
-        nanosleep(&delay, NULL);
-        waited_ns += (uint64_t)delay.tv_nsec;
-        if (delay.tv_nsec < 50000000)
-            delay.tv_nsec *= 2;
+    r = flock(fd, LOCK_EX | LOCK_NB);
+    if (r < 0 && errno == EWOULDBLOCK && wait_ms > 0)
+        r = lock_wait(fd, path, deadline);
+    if (r < 0 && errno != EWOULDBLOCK) {
+        r = error_set_os(VMM_EIO, errno, "locking %s", path);
+        close(fd);
+        return r;
+    }
+    if (r < 0) {
+        read_holder(fd, holder, sizeof(holder));
+        close(fd);
+        return error_set(VMM_EBUSY, "%s is locked by another program "
+                         "(pid %s)", what, holder[0] ? holder : "unknown");
     }
 
     /*

@@ -1349,7 +1349,7 @@ static int boot_args(const vmm_vm *vm, char *buf, size_t size)
     return 0;
 }
 
-/* Configures a freshly spawned VMM through its API and boots the guest. */
+/* CLOCK_MONOTONIC in ms, for the start's deadline. */
 static uint64_t now_ms(void)
 {
     struct timespec ts;
@@ -1374,9 +1374,11 @@ static bool bound_request(vmm_vm *vm, struct api_client *c, uint64_t deadline)
 
 /*
  * Configures a freshly spawned VMM through its API and boots the guest,
- * all within the start's deadline (CLOCK_MONOTONIC, ms).
+ * all within the start's deadline (CLOCK_MONOTONIC, ms), on the connection
+ * that saw it answer.
  */
-static int configure_and_boot(vmm_vm *vm, uint64_t deadline)
+static int configure_and_boot(vmm_vm *vm, struct api_client *c,
+                              uint64_t deadline)
 {
     struct api_machine_config mc = {
         .vcpu_count = vm->rec.vcpus, .mem_size_mib = vm->rec.memory_mib,
@@ -1393,7 +1395,6 @@ static int configure_and_boot(vmm_vm *vm, uint64_t deadline)
         .kernel_image_path = vm->rec.kernel,
         .initrd_path = vm->rec.initrd,
     };
-    struct api_client *c;
     char args[2048];
     int r;
 
@@ -1401,9 +1402,6 @@ static int configure_and_boot(vmm_vm *vm, uint64_t deadline)
     if (r < 0)
         return r;
     boot.boot_args = args;
-    r = api_client_new(&c, vm->api_socket, vm->ctx->api_timeout_ms);
-    if (r < 0)
-        return r;
 
     if (!bound_request(vm, c, deadline))
         goto late;
@@ -1425,11 +1423,10 @@ static int configure_and_boot(vmm_vm *vm, uint64_t deadline)
         goto late;
     if (r == 0)
         r = api_action(c, API_ACTION_INSTANCE_START);
-    api_client_free(c);
+    api_client_set_timeout(c, vm->ctx->api_timeout_ms);
     return r;
 
 late:
-    api_client_free(c);
     return error_set(VMM_ETIMEDOUT, "configuring the VMM of VM %s took "
                      "longer than the start's timeout", vm->name);
 }
@@ -1571,7 +1568,7 @@ static int start_locked(vmm_vm *vm, uint32_t timeout_ms)
         r = record_write(vm->record_path, &vm->rec);
     }
     if (r == 0)
-        r = configure_and_boot(vm, deadline);
+        r = configure_and_boot(vm, process_api(p), deadline);
     if (r < 0)
         goto fail;
 

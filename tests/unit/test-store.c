@@ -6,7 +6,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,6 +274,62 @@ START_TEST(lock_waits_for_release)
 }
 END_TEST
 
+/* Threads of one program queue on the same lock and never overlap. */
+struct lock_worker {
+    pthread_t thread;
+    atomic_int *inside;
+    atomic_int *overlaps;
+    const char *path;
+    int taken;
+    char error[256];
+};
+
+static void *lock_worker_main(void *arg)
+{
+    struct lock_worker *w = arg;
+
+    for (int i = 0; i < 25; i++) {
+        int fd;
+
+        if (store_lock(w->path, 10000, "VM t", &fd) != 0) {
+            snprintf(w->error, sizeof(w->error), "%s",
+                     vmm_error_last()->message);
+            break;
+        }
+        if (atomic_fetch_add(w->inside, 1) != 0)
+            atomic_fetch_add(w->overlaps, 1);
+        usleep(200);
+        atomic_fetch_sub(w->inside, 1);
+        store_unlock(fd);
+        w->taken++;
+    }
+    return NULL;
+}
+
+START_TEST(lock_excludes_threads)
+{
+    struct lock_worker w[8];
+    atomic_int inside = 0, overlaps = 0;
+    char path[PATH_MAX];
+
+    /* path_in's buffer is not for threads. */
+    snprintf(path, sizeof(path), "%s", path_in("lock"));
+
+    for (size_t i = 0; i < ARRAY_SIZE(w); i++) {
+        w[i] = (struct lock_worker){ .inside = &inside, .overlaps = &overlaps,
+                                     .path = path };
+        ck_assert_int_eq(pthread_create(&w[i].thread, NULL, lock_worker_main,
+                                        &w[i]), 0);
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(w); i++) {
+        pthread_join(w[i].thread, NULL);
+        ck_assert_msg(w[i].taken == 25, "thread %zu took the lock %d times: "
+                      "%s", i, w[i].taken, w[i].error);
+    }
+    ck_assert_int_eq(atomic_load(&overlaps), 0);
+}
+END_TEST
+
 /* A lock whose file was removed and made anew must not count as held. */
 START_TEST(lock_follows_replaced_file)
 {
@@ -333,6 +391,7 @@ Suite *suite_make(void)
     tcase_add_test(tc, lock_busy_names_holder);
     tcase_add_test(tc, lock_waits_for_release);
     tcase_add_test(tc, lock_follows_replaced_file);
+    tcase_add_test(tc, lock_excludes_threads);
     tcase_add_test(tc, mkdirs_and_remove_tree);
     tcase_add_test(tc, read_file_limit);
     suite_add_tcase(s, tc);
