@@ -10,7 +10,7 @@
 #   dm-test/packages.txt  its package versions, for the record
 #   dm-test/manifest      inputs and checksums, written last
 #
-# The kernel and initramfs are the end-to-end ones (vmlinuz, initrd.img);
+# The kernel and initramfs are the end-to-end ones (vmlinux, initrd.img);
 # the initramfs already loads loop, dm-mod and dm-snapshot.  The project's
 # own programs are not in this image: the test copies it per run and puts
 # the freshly built ones in the copy.

@@ -2,7 +2,9 @@
 # Builds the guest images libvmm's end-to-end tests boot, from Debian's
 # archive only, and caches them in one directory:
 #
-#   vmlinuz       Debian 12's cloud kernel (linux-image-cloud-amd64)
+#   vmlinux       Debian 12's cloud kernel (linux-image-cloud-amd64) as the
+#                 uncompressed ELF file Firecracker loads on x86_64
+#                 (QEMU's microvm boots it through its PVH entry)
 #   initrd.img    a busybox initramfs that loads the virtio, loop and
 #                 device-mapper modules Firecracker kernels have built in,
 #                 applies ip=, mounts root= and switches to /sbin/init
@@ -35,9 +37,9 @@ readonly MASKED_UNITS=(getty@tty1.service getty-static.service
 	e2scrub_all.timer e2scrub_reap.service fstrim.timer
 	systemd-hwdb-update.service ldconfig.service systemd-firstboot.service)
 # What the build and the boot tests need on the host.
-readonly HOST_PACKAGES=(qemu-system-x86 busybox-static cpio debootstrap
+readonly HOST_PACKAGES=(qemu-system-x86 busybox-static cpio debootstrap lz4
 	e2fsprogs openssh-client iproute2)
-readonly OUTPUTS=(vmlinuz initrd.img rootfs.ext4 packages.txt)
+readonly OUTPUTS=(vmlinux initrd.img rootfs.ext4 packages.txt)
 readonly MANIFEST_FORMAT=2
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -62,7 +64,7 @@ usage() {
 	cat <<EOF
 Usage: $0 [--out DIR] [--force] [--mirror URL]
 
-Builds vmlinuz, initrd.img and rootfs.ext4 for libvmm's end-to-end tests
+Builds vmlinux, initrd.img and rootfs.ext4 for libvmm's end-to-end tests
 into DIR (default: \$LIBVMM_IMAGE_DIR or /var/cache/libvmm/images).
 A valid cache is only verified; --force rebuilds it.  The Debian mirror is
 the one this machine's apt sources use for $SUITE, unless --mirror (or
@@ -229,7 +231,8 @@ build_kernel() {
 	dpkg -x "$stage"/deb/*.deb "$stage/tree" || die "cannot unpack $kernel_pkg"
 	[ -f "$stage/tree/boot/vmlinuz-$kernel_release" ] ||
 		die "$kernel_pkg has no boot/vmlinuz-$kernel_release"
-	cp "$stage/tree/boot/vmlinuz-$kernel_release" "$work_dir/out/vmlinuz"
+	"$guest_dir/extract-vmlinux" "$stage/tree/boot/vmlinuz-$kernel_release" \
+		"$work_dir/out/vmlinux" || die "cannot unpack the kernel of $kernel_pkg"
 }
 
 module_path() {

@@ -11,7 +11,7 @@ packages=(
     # run time: e2fsck for snapshot-prep, ssh for vmctl ssh, ip for tests
     e2fsprogs openssh-client iproute2 util-linux
     # tests: fixtures, the emulator's checks and its QEMU mode, guest images
-    curl perl python3 python3-yaml qemu-system-x86 busybox-static cpio
+    curl perl python3 python3-yaml qemu-system-x86 busybox-static cpio lz4
     debootstrap e2tools procps psmisc kmod
     # benchmarks
     valgrind

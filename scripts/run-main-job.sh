@@ -185,15 +185,7 @@ pick_vmm() {
 	if [ -z "$why" ]; then
 		vmm_path=$fc
 		say "VMM: real Firecracker, $fc ($("$fc" --version 2>&1 | head -n 1))"
-		# Firecracker on x86_64 loads an uncompressed ELF kernel only;
-		# the image script ships Debian's compressed bzImage.
 		kernel=$image_dir/vmlinux
-		if [ ! -f "$kernel" ] || [ "$(head -c 4 "$kernel" | od -An -c | tr -d ' ')" != '177ELF' ]; then
-			die "Firecracker on x86_64 needs an uncompressed ELF kernel," \
-				"$kernel, which is missing or no ELF file; $image_dir has" \
-				"vmlinuz (a compressed bzImage) that Firecracker cannot boot." \
-				"Put a vmlinux there, or run with --vmm emulator"
-		fi
 		boot_args=$FC_BOOT_ARGS
 		return 0
 	fi
@@ -205,7 +197,7 @@ pick_vmm() {
 		die "$why, and qemu-system-x86_64 is missing for the emulator's QEMU mode"
 	say "VMM: the Firecracker API emulator in QEMU mode, $vmm_path ($why)"
 	export FCEMU_QEMU=1
-	kernel=$image_dir/vmlinuz
+	kernel=$image_dir/vmlinux
 	boot_args=$QEMU_BOOT_ARGS
 }
 

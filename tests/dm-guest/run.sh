@@ -82,7 +82,7 @@ check_host() {
 	for f in mount umount losetup b2sum; do
 		command -v "$f" >/dev/null 2>&1 || skip "$f is not installed"
 	done
-	for f in vmlinuz initrd.img rootfs.ext4; do
+	for f in vmlinux initrd.img rootfs.ext4; do
 		[ -f "$image_dir/$f" ] ||
 			skip "no guest image $image_dir/$f (run scripts/build-guest-images.sh, or set LIBVMM_IMAGE_DIR)"
 	done
@@ -143,7 +143,7 @@ run_guest() {
 	note "booting: $BOOT_ARGS"
 	qemu-system-x86_64 -M microvm -m 1024 -smp 2 -nodefaults -nographic \
 		-no-reboot -nic none -serial stdio \
-		-kernel "$image_dir/vmlinuz" -initrd "$image_dir/initrd.img" \
+		-kernel "$image_dir/vmlinux" -initrd "$image_dir/initrd.img" \
 		-append "$BOOT_ARGS" \
 		-drive "id=root,file=$tmp_dir/rootfs.ext4,format=raw,if=none" \
 		-device virtio-blk-device,drive=root \

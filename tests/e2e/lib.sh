@@ -64,7 +64,7 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 ||
 for tool in ssh ssh-keygen ip e2fsck dumpe2fs; do
 	command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed"
 done
-for f in vmlinuz initrd.img rootfs.ext4; do
+for f in vmlinux initrd.img rootfs.ext4; do
 	[ -f "$IMAGES/$f" ] ||
 		skip "no guest image $IMAGES/$f (run scripts/build-guest-images.sh, or set LIBVMM_IMAGE_DIR)"
 done
@@ -252,7 +252,7 @@ create_vm() {
 	local name=$1
 	shift
 	vms+=("$name")
-	run vmctl create "$name" --kernel "$IMAGES/vmlinuz" \
+	run vmctl create "$name" --kernel "$IMAGES/vmlinux" \
 		--initrd "$IMAGES/initrd.img" --rootfs "$IMAGES/rootfs.ext4" \
 		--netns --boot-args "$BOOT_ARGS" "$@"
 	[ "$rc" -eq 0 ] || die "vmctl create $name: exit $rc: $err"

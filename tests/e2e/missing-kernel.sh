@@ -12,9 +12,9 @@
 . "$(dirname "$0")/lib.sh"
 
 vm=$P-nokern
-kernel=$T/vmlinuz-$P
+kernel=$T/vmlinux-$P
 
-cp "$IMAGES/vmlinuz" "$kernel" || die "cannot copy the kernel to $kernel"
+cp "$IMAGES/vmlinux" "$kernel" || die "cannot copy the kernel to $kernel"
 # The disk build is the slow part of create; done once for both cases.
 vms+=("$vm")
 run vmctl create "$vm" --kernel "$kernel" --initrd "$IMAGES/initrd.img" \
@@ -62,7 +62,7 @@ fi
 after_refused_start "garbage kernel"
 
 # --- the kernel is back: the VM deletes cleanly -----------------------------
-cp "$IMAGES/vmlinuz" "$kernel" || die "cannot restore $kernel"
+cp "$IMAGES/vmlinux" "$kernel" || die "cannot restore $kernel"
 run vmctl delete "$vm"
 [ "$rc" -eq 0 ] || fail "vmctl delete $vm: exit $rc: $err"
 [ -e "/run/netns/$ns" ] && fail "after delete: namespace $ns is still there"

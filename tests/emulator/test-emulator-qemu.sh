@@ -40,7 +40,7 @@ skip() {
 
 command -v "$QEMU" >/dev/null 2>&1 ||
 	skip "$QEMU is not installed (apt-get install qemu-system-x86)"
-for f in vmlinuz initrd.img rootfs.ext4; do
+for f in vmlinux initrd.img rootfs.ext4; do
 	[ -r "$IMAGES/$f" ] ||
 		skip "no $IMAGES/$f; build the guest images with" \
 			"scripts/build-guest-images.sh (as root) or set" \
@@ -148,7 +148,7 @@ configure() {
 	expect 204 PUT /machine-config \
 		'{"vcpu_count": 2, "mem_size_mib": 384}' &&
 	expect 204 PUT /boot-source "{\"kernel_image_path\":
-		\"$IMAGES/vmlinuz\", \"initrd_path\": \"$IMAGES/initrd.img\",
+		\"$IMAGES/vmlinux\", \"initrd_path\": \"$IMAGES/initrd.img\",
 		\"boot_args\": \"$args\"}" &&
 	expect 204 PUT /drives/data "{\"drive_id\": \"data\",
 		\"path_on_host\": \"$TMP/data.img\", \"is_root_device\": false,
@@ -254,7 +254,7 @@ check "drive configured" expect 204 PUT /drives/gone "{\"drive_id\":
 	\"gone\", \"path_on_host\": \"$TMP/data2.img\",
 	\"is_root_device\": false, \"is_read_only\": true}"
 check "boot source configured" expect 204 PUT /boot-source \
-	"{\"kernel_image_path\": \"$IMAGES/vmlinuz\"}"
+	"{\"kernel_image_path\": \"$IMAGES/vmlinux\"}"
 rm -f "$TMP/data2.img"
 t0=$(ms)
 check "drive file removed before InstanceStart: 400" \
@@ -279,7 +279,7 @@ kill -9 "$PID"; { wait "$PID"; } 2>/dev/null
 
 start fail3 FCEMU_QEMU_BIN="$TMP/no-such-qemu"
 check "boot source configured" expect 204 PUT /boot-source \
-	"{\"kernel_image_path\": \"$IMAGES/vmlinuz\"}"
+	"{\"kernel_image_path\": \"$IMAGES/vmlinux\"}"
 check "QEMU that cannot run: 400" \
 	expect 400 PUT /actions '{"action_type": "InstanceStart"}'
 check "the fault says why" grep -q "cannot run .*no-such-qemu" "$TMP/resp"
@@ -307,7 +307,7 @@ else
 	check "-m from mem_size_mib" cmdline_has "$QPID" -m 384M
 	check "-accel defaults to tcg" cmdline_has "$QPID" -accel tcg
 	check "kernel, initrd and boot args" cmdline_has "$QPID" \
-		-kernel "$IMAGES/vmlinuz" -initrd "$IMAGES/initrd.img" \
+		-kernel "$IMAGES/vmlinux" -initrd "$IMAGES/initrd.img" \
 		-append "$BOOT_ARGS"
 	check "root drive first, read-write" cmdline_has "$QPID" -drive \
 		"id=drive0,file=$TMP/rootfs.ext4,format=raw,if=none"

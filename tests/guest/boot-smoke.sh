@@ -85,7 +85,7 @@ prepare_network() {
 start_guest() {
 	ip netns exec "$netns" qemu-system-x86_64 \
 		-M microvm -m 512 -smp 2 -nographic -no-reboot \
-		-kernel "$image_dir/vmlinuz" -initrd "$image_dir/initrd.img" \
+		-kernel "$image_dir/vmlinux" -initrd "$image_dir/initrd.img" \
 		-append "$BOOT_ARGS" \
 		-drive "id=rootfs,file=$tmp_dir/rootfs.ext4,format=raw,if=none" \
 		-device virtio-blk-device,drive=rootfs \

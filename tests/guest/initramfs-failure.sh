@@ -35,7 +35,7 @@ expect_failure() {
 
 	shift 3
 	qemu-system-x86_64 -M microvm -m 256 -smp 1 -nographic -no-reboot \
-		-nic none -kernel "$image_dir/vmlinuz" \
+		-nic none -kernel "$image_dir/vmlinux" \
 		-initrd "$image_dir/initrd.img" -append "$args" "$@" \
 		</dev/null >"$tmp_dir/console.log" 2>&1 &
 	qemu_pid=$!

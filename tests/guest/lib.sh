@@ -41,7 +41,7 @@ require_images() {
 
 	[ -d "$image_dir" ] ||
 		skip "no image directory $image_dir (run scripts/build-guest-images.sh)"
-	for name in vmlinuz initrd.img rootfs.ext4 manifest; do
+	for name in vmlinux initrd.img rootfs.ext4 manifest; do
 		[ -f "$image_dir/$name" ] ||
 			skip "$image_dir/$name is missing (run scripts/build-guest-images.sh)"
 	done
