@@ -29,13 +29,14 @@ readonly MANIFEST_FORMAT=1
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly script_dir
+# shellcheck source=scripts/image-cache.sh
+. "$script_dir/image-cache.sh"
 
 out_dir=${LIBVMM_IMAGE_DIR:-/var/cache/libvmm/images}
 force=0
 base_args=()
 work_dir=
 mnt=
-loop_dev=
 
 log() {
 	printf '%s build-dm-test-image: %s\n' "$(date +%T)" "$*" >&2
@@ -77,8 +78,9 @@ parse_args() {
 	[ -n "$out_dir" ] || die "the output directory must not be empty"
 }
 
-# Unmounts everything below $mnt (deepest first), then $mnt itself, then
-# detaches the loop device; safe to call twice.
+# Unmounts everything below $mnt (deepest first), then $mnt itself, whose
+# loop device goes with it (mount -o loop sets autoclear); safe to call
+# twice.
 unmount_all() {
 	local m
 
@@ -89,10 +91,6 @@ unmount_all() {
 				log "warning: cannot unmount $m"
 		done
 	fi
-	if [ -n "$loop_dev" ]; then
-		losetup -d "$loop_dev" 2>/dev/null || true
-		loop_dev=
-	fi
 }
 
 cleanup() {
@@ -100,7 +98,7 @@ cleanup() {
 
 	unmount_all
 	if [ -n "$work_dir" ]; then
-		rm -rf --one-file-system "$work_dir"
+		remove_tree "$work_dir"
 	fi
 	if [ $status -ne 0 ]; then
 		log "failed; $out_dir/dm-test keeps its previous contents"
@@ -108,7 +106,8 @@ cleanup() {
 }
 
 script_hash() {
-	sha256sum <"$script_dir/build-dm-test-image.sh" | cut -d' ' -f1
+	cat "$script_dir/build-dm-test-image.sh" "$script_dir/image-cache.sh" |
+		sha256sum | cut -d' ' -f1
 }
 
 manifest_inputs() {
@@ -116,32 +115,6 @@ manifest_inputs() {
 	echo "base-manifest $(sha256sum <"$out_dir/manifest" | cut -d' ' -f1)"
 	echo "packages ${PACKAGES[*]}"
 	echo "script-sha256 $(script_hash)"
-}
-
-manifest_files() {
-	local dir=$1 name
-
-	for name in "${OUTPUTS[@]}"; do
-		printf 'file %s %s %s\n' "$name" "$(stat -c %s "$dir/$name")" \
-			"$(b2sum <"$dir/$name" | cut -d' ' -f1)"
-	done
-}
-
-cache_is_valid() {
-	local manifest=$dm_dir/manifest name
-
-	[ -f "$manifest" ] || { log "no manifest in $dm_dir"; return 1; }
-	if [ "$(grep -v '^file ' "$manifest")" != "$(manifest_inputs)" ]; then
-		log "inputs changed since the cached build"
-		return 1
-	fi
-	for name in "${OUTPUTS[@]}"; do
-		[ -f "$dm_dir/$name" ] || { log "$name is missing"; return 1; }
-	done
-	if [ "$(grep '^file ' "$manifest")" != "$(manifest_files "$dm_dir")" ]; then
-		log "cached files do not match their manifest checksums"
-		return 1
-	fi
 }
 
 # apt-get in the chroot: its own sources (debootstrap's), the host's
@@ -182,11 +155,9 @@ build() {
 	log "copying $out_dir/rootfs.ext4"
 	cp --sparse=always --reflink=auto "$out_dir/rootfs.ext4" "$image" ||
 		die "cannot copy the base rootfs.ext4"
-	loop_dev=$(losetup --find --show "$image") ||
-		die "cannot attach $image to a loop device"
 	mnt=$work_dir/mnt
 	mkdir "$mnt"
-	mount -t ext4 "$loop_dev" "$mnt" || die "cannot mount $loop_dev"
+	mount -t ext4 -o loop "$image" "$mnt" || die "cannot mount $image"
 	install_packages "$mnt"
 
 	e2fsck -fy "$image" >"$work_dir/e2fsck.log" 2>&1 || {
@@ -196,24 +167,8 @@ build() {
 	}
 }
 
-publish() {
-	local name
-
-	manifest_inputs >"$work_dir/out/manifest"
-	manifest_files "$work_dir/out" >>"$work_dir/out/manifest"
-	sync -f "$work_dir/out"/*
-	rm -f "$dm_dir/manifest"
-	sync -f "$dm_dir"
-	for name in "${OUTPUTS[@]}"; do
-		mv -f "$work_dir/out/$name" "$dm_dir/$name"
-	done
-	sync -f "$dm_dir"
-	mv -f "$work_dir/out/manifest" "$dm_dir/manifest"
-	sync -f "$dm_dir"
-}
-
 main() {
-	local start=$SECONDS stale
+	local start=$SECONDS
 
 	parse_args "$@"
 	[ "$(id -u)" -eq 0 ] || die "must run as root (loop mount, chroot)"
@@ -223,30 +178,19 @@ main() {
 	dm_dir=$out_dir/dm-test
 	mkdir -p "$dm_dir" || die "cannot create $dm_dir"
 
-	exec 9>"$dm_dir/.lock"
-	if ! flock -n 9; then
-		log "another build holds $dm_dir/.lock; waiting"
-		flock 9
-	fi
 	trap cleanup EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
-	for stale in "$dm_dir"/.build.*; do
-		[ -e "$stale" ] || continue
-		log "removing $stale left by an interrupted build"
-		awk -v d="$stale/" 'index($5, d) == 1 { print $5 }' \
-			/proc/self/mountinfo | sort -r | xargs -r umount -l
-		rm -rf --one-file-system "$stale"
-	done
+	cache_lock "$dm_dir"
 
-	if [ $force -eq 0 ] && cache_is_valid; then
+	if [ $force -eq 0 ] && cache_is_valid "$dm_dir"; then
 		log "$dm_dir is up to date; verified in $((SECONDS - start)) s"
 		return 0
 	fi
 	work_dir=$(mktemp -d "$dm_dir/.build.XXXXXX")
 	mkdir "$work_dir/out"
 	build
-	publish
+	cache_publish "$dm_dir" "$work_dir/out"
 	log "built $dm_dir/rootfs.ext4 in $((SECONDS - start)) s"
 }
 

@@ -45,6 +45,8 @@ readonly MANIFEST_FORMAT=2
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly script_dir
 readonly guest_dir=$script_dir/guest
+# shellcheck source=scripts/image-cache.sh
+. "$script_dir/image-cache.sh"
 
 out_dir=${LIBVMM_IMAGE_DIR:-/var/cache/libvmm/images}
 force=0
@@ -86,19 +88,6 @@ parse_args() {
 		shift
 	done
 	[ -n "$out_dir" ] || die "the output directory must not be empty"
-}
-
-# Unmounts whatever debootstrap may have left mounted below $1 (deepest
-# first), then removes $1 without ever crossing into another filesystem.
-remove_tree() {
-	local dir=$1 mnt
-
-	[ -d "$dir" ] || return 0
-	awk -v d="$dir/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo |
-		sort -r | while read -r mnt; do
-		umount -l "$mnt" || log "warning: cannot unmount $mnt"
-	done
-	rm -rf --one-file-system "$dir"
 }
 
 cleanup() {
@@ -171,7 +160,8 @@ resolve_inputs() {
 	esac
 	kernel_release=${kernel_pkg#linux-image-}
 
-	script_hash=$( (cd "$script_dir" && find build-guest-images.sh guest \
+	script_hash=$( (cd "$script_dir" &&
+		find build-guest-images.sh image-cache.sh guest \
 		-type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) |
 		sha256sum | cut -d' ' -f1)
 }
@@ -187,36 +177,6 @@ manifest_inputs() {
 	echo "masked ${MASKED_UNITS[*]}"
 	echo "rootfs-size $ROOTFS_SIZE"
 	echo "script-sha256 $script_hash"
-}
-
-# Lines "file NAME SIZE BLAKE2B" for the outputs in directory $1.  BLAKE2b
-# because it reads the 2 GiB root image in under half sha256sum's time.
-manifest_files() {
-	local dir=$1 name
-
-	for name in "${OUTPUTS[@]}"; do
-		printf 'file %s %s %s\n' "$name" "$(stat -c %s "$dir/$name")" \
-			"$(b2sum <"$dir/$name" | cut -d' ' -f1)"
-	done
-}
-
-cache_is_valid() {
-	local manifest=$out_dir/manifest name
-
-	[ -f "$manifest" ] || { log "no manifest in $out_dir"; return 1; }
-	if [ "$(grep -v '^file ' "$manifest")" != "$(manifest_inputs)" ]; then
-		log "inputs changed since the cached build:"
-		diff <(grep -v '^file ' "$manifest") <(manifest_inputs) |
-			sed -n 's/^[<>] /  /p' >&2 || true
-		return 1
-	fi
-	for name in "${OUTPUTS[@]}"; do
-		[ -f "$out_dir/$name" ] || { log "$name is missing"; return 1; }
-	done
-	if [ "$(grep '^file ' "$manifest")" != "$(manifest_files "$out_dir")" ]; then
-		log "cached files do not match their manifest checksums"
-		return 1
-	fi
 }
 
 build_kernel() {
@@ -348,27 +308,8 @@ build_rootfs() {
 	}
 }
 
-# Moves the finished files into the output directory.  The old manifest
-# goes first and the new one last, so a crash in between leaves a cache
-# without a manifest, which the next run rebuilds.
-publish() {
-	local name
-
-	manifest_inputs >"$work_dir/out/manifest"
-	manifest_files "$work_dir/out" >>"$work_dir/out/manifest"
-	sync -f "$work_dir/out"/*
-	rm -f "$out_dir/manifest"
-	sync -f "$out_dir"
-	for name in "${OUTPUTS[@]}"; do
-		mv -f "$work_dir/out/$name" "$out_dir/$name"
-	done
-	sync -f "$out_dir"
-	mv -f "$work_dir/out/manifest" "$out_dir/manifest"
-	sync -f "$out_dir"
-}
-
 main() {
-	local start=$SECONDS stale
+	local start=$SECONDS
 
 	parse_args "$@"
 	[ "$(id -u)" -eq 0 ] ||
@@ -376,25 +317,14 @@ main() {
 	mkdir -p "$out_dir" || die "cannot create $out_dir"
 	out_dir=$(cd "$out_dir" && pwd)
 
-	# One build at a time per directory; a waiter re-checks the cache the
-	# winner has just filled.
-	exec 9>"$out_dir/.lock"
-	if ! flock -n 9; then
-		log "another build holds $out_dir/.lock; waiting"
-		flock 9
-	fi
 	trap cleanup EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
-	for stale in "$out_dir"/.build.*; do
-		[ -e "$stale" ] || continue
-		log "removing $stale left by an interrupted build"
-		remove_tree "$stale"
-	done
+	cache_lock "$out_dir"
 
 	ensure_host_tools
 	resolve_inputs
-	if [ $force -eq 0 ] && cache_is_valid; then
+	if [ $force -eq 0 ] && cache_is_valid "$out_dir"; then
 		log "$out_dir is up to date ($kernel_pkg $kernel_version);" \
 			"verified in $((SECONDS - start)) s"
 		return 0
@@ -405,7 +335,7 @@ main() {
 	build_kernel
 	build_initramfs
 	build_rootfs
-	publish
+	cache_publish "$out_dir" "$work_dir/out"
 	log "built ${OUTPUTS[*]} in $out_dir in $((SECONDS - start)) s"
 }
 
