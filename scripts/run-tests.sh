@@ -58,6 +58,14 @@ if [ "$sanitize" -eq 1 ]; then
     unset ASAN_OPTIONS UBSAN_OPTIONS
 fi
 
+# On a whole run, a build with the distribution's libcurl (-Dcurl=system)
+# too: the API client's suite, the exported symbols and the install, where
+# it differs from the default build.
+if [ $# -eq 0 ]; then
+    test_args=(api abi install-examples)
+    run_suites build-system-curl -Dcurl=system || status=1
+fi
+
 /usr/bin/env python3 - "${logs[@]}" <<'PY' || status=1
 import json, sys
 passed = failed = skipped = 0
