@@ -70,6 +70,16 @@ EOF
 
 start_time() { awk '{print $22}' "/proc/$1/stat"; }
 
+# group_ours PGID: a live process of this test is in process group PGID.
+group_ours() {
+    local pid
+    for pid in $(our_pids); do
+        [ "$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f3)" = "$1" ] &&
+            return 0
+    done
+    return 1
+}
+
 # no_vm WHAT NAME: NAME has no directory and no process.
 no_vm() {
     [ -e "$STATE/vms/$2" ] && fail "$2: $1 left $STATE/vms/$2" && rm -rf "${STATE:?}/vms/$2"
@@ -544,8 +554,13 @@ if expect_ok "create for group signals" create "$kv" --no-net; then
     for sig in INT HUP TERM KILL; do
         setsid "$VMCTL" --state-dir "$STATE" --firecracker "$FCEMU" start "$kv" >/dev/null 2>&1 &
         pg=$!
-        sleep 0.5
-        kill "-$sig" -- "-$pg" 2>/dev/null
+        # The start must be over first (a signal in the middle of it is
+        # the kill -9 series' business); its group then holds only what
+        # the start left in it, which must not be the VMM. An empty group
+        # is not signalled: its number may belong to a stranger by now.
+        wait_gone "$pg" 10 || fail "SIG$sig: vmctl start still runs after 10 s"
+        wait "$pg" || fail "SIG$sig: vmctl start failed"
+        group_ours "$pg" && kill "-$sig" -- "-$pg" 2>/dev/null
         sleep 0.3
         [ "$(state "$kv" | cut -d' ' -f1)" = running ] && pass "SIG$sig to the caller's group: VM runs" ||
             fail "SIG$sig to the caller's process group: $(state "$kv")"

@@ -300,6 +300,17 @@ static void ms_sleep(long ms)
     nanosleep(&ts, NULL);
 }
 
+/* Waits up to 10 s until `count` live processes name `needle`. */
+static bool wait_procs_naming(const char *needle, int count)
+{
+    for (int i = 0; i < 1000; i++) {
+        if (procs_naming(needle) == count)
+            return true;
+        ms_sleep(10);
+    }
+    return false;
+}
+
 /* Configures a kernel (an empty file will do) and sends InstanceStart. */
 static int start_vm(struct vmm_process *p)
 {
@@ -457,7 +468,8 @@ START_TEST(unbound_orphan_is_ended)
     pid_t spawner;
 
     ck_assert(!process_start_in_flight(exit_path));
-    setenv("FCEMU_DELAY_BIND_MS", "3000", 1);
+    /* Far beyond the wait below: the VMM cannot have bound when checked. */
+    setenv("FCEMU_DELAY_BIND_MS", "30000", 1);
     spawner = fork();
     ck_assert_int_ge(spawner, 0);
     if (spawner == 0) {
@@ -466,7 +478,8 @@ START_TEST(unbound_orphan_is_ended)
         _exit(process_spawn(ctx, &s, &p) < 0 ? 1 : 0);
     }
     unsetenv("FCEMU_DELAY_BIND_MS");
-    ms_sleep(300);
+    /* The spawner dies once the VMM has exec'd, however slow the host. */
+    ck_assert_msg(wait_procs_naming(sock, 1), "no VMM came up for %s", sock);
     kill(spawner, SIGKILL);
     waitpid(spawner, NULL, 0);
     ck_assert_int_eq(procs_naming(sock), 1);
@@ -714,7 +727,7 @@ START_TEST(stop_of_dead_vmm)
     setenv("FCEMU_EXIT_AFTER_START", "0", 1);
     p = spawn_ok(5000);
     ck_assert_int_eq(start_vm(p), 0);
-    for (int i = 0; i < 200 && process_alive(p); i++)
+    for (int i = 0; i < 1000 && process_alive(p); i++)
         ms_sleep(10);
     ck_assert(!process_alive(p));
     ck_assert_int_eq(process_stop(p, 1000), 0);
@@ -736,7 +749,7 @@ START_TEST(killed_from_outside)
 
     ck_assert_int_eq(start_vm(p), 0);
     ck_assert_int_eq(kill(pid, SIGKILL), 0);
-    for (int i = 0; i < 200 && process_alive(p); i++)
+    for (int i = 0; i < 1000 && process_alive(p); i++)
         ms_sleep(10);
     ck_assert(!process_alive(p));
 

@@ -192,7 +192,7 @@ START_TEST(killed_from_outside_reads_stopped)
     ck_assert_int_eq(kill(pid, SIGKILL), 0);
     /* Gone means reaped: the keeper records the exit before reaping. */
     snprintf(proc, sizeof(proc), "/proc/%d", (int)pid);
-    for (int i = 0; i < 500 && access(proc, F_OK) == 0; i++)
+    for (int i = 0; i < 1000 && access(proc, F_OK) == 0; i++)
         usleep(10000);
 
     ck_assert_int_eq(vmm_vm_refresh(vm), 0);
@@ -482,7 +482,7 @@ END_TEST
 START_TEST(failed_start_leaves_no_process)
 {
     vmm_vm_spec s = base_spec();
-    char sock[256];
+    char sock[256], aside[160];
     vmm_vm *vm;
 
     ck_assert_int_eq(vmm_create(&vm, ctx, "faulty", &s), 0);
@@ -496,11 +496,14 @@ START_TEST(failed_start_leaves_no_process)
     snprintf(sock, sizeof(sock), "%s", vmm_vm_api_socket(vm));
     ck_assert_int_eq(access(sock, F_OK), -1);
 
-    /* The kernel vanishing is named, and the next start works again. */
-    rename(kernel, "/tmp/libvmm-vm-kernel-aside");
+    /* The kernel vanishing is named, and the next start works again.
+     * Put aside in this test's own directory: a fixed path would be shared
+     * with any other run of this suite on the host. */
+    snprintf(aside, sizeof(aside), "%s/vmlinux.aside", dir);
+    ck_assert_int_eq(rename(kernel, aside), 0);
     ck_assert_int_eq(vmm_start(vm, NULL), VMM_ENOTFOUND);
     ck_assert_vmm_error(VMM_ENOTFOUND, "kernel");
-    rename("/tmp/libvmm-vm-kernel-aside", kernel);
+    ck_assert_int_eq(rename(aside, kernel), 0);
     ck_assert_int_eq(vmm_start(vm, NULL), 0);
     ck_assert_int_eq(vmm_kill(vm), 0);
     vmm_vm_free(vm);
