@@ -491,29 +491,43 @@ static int dm_info_of(const char *name, struct dm_info *info)
     return r;
 }
 
-static int dm_status_of(const char *name, struct overlay_dm_status *st)
+/*
+ * Runs a STATUS or TABLE task (what: "status", "table") on dm device name,
+ * whose one target must be a snapshot, and gives its parameters: *params
+ * points into *out, which the caller destroys (also on failure, when set).
+ * A device that is not a snapshot is not libvmm's: VMM_EDISK.
+ */
+static int snapshot_task(int task_type, const char *what, const char *name,
+                         struct dm_task **out, const char **params)
 {
-    struct dm_task *dmt = dm_task_create(DM_DEVICE_STATUS);
+    struct dm_task *dmt = dm_task_create(task_type);
+    char *type = NULL, *p = NULL;
     uint64_t start, length;
-    char *type = NULL, *params = NULL;
-    int r;
 
+    *out = dmt;
     if (dmt == NULL)
         return error_set(VMM_ENOMEM, "dm task for %s", name);
-    if (!dm_task_set_name(dmt, name) || !dm_task_run(dmt)) {
-        r = error_set(VMM_EIO, "dm status of %s: %s", name, dm_why());
-        goto out;
-    }
-    dm_get_next_target(dmt, NULL, &start, &length, &type, &params);
-    if (type == NULL || strcmp(type, "snapshot") != 0) {
-        r = error_set(VMM_EDISK, "dm device %s is not a snapshot (%s); "
-                      "not libvmm's", name, type ? type : "no table");
-        goto out;
-    }
-    r = overlay_dm_parse_status(params ? params : "", st);
+    if (!dm_task_set_name(dmt, name) || !dm_task_run(dmt))
+        return error_set(VMM_EIO, "dm %s of %s: %s", what, name, dm_why());
+    dm_get_next_target(dmt, NULL, &start, &length, &type, &p);
+    if (type == NULL || strcmp(type, "snapshot") != 0)
+        return error_set(VMM_EDISK, "dm device %s is not a snapshot (%s); "
+                         "not libvmm's", name, type ? type : "no table");
+    *params = p ? p : "";
+    return 0;
+}
 
-out:
-    dm_task_destroy(dmt);
+static int dm_status_of(const char *name, struct overlay_dm_status *st)
+{
+    struct dm_task *dmt;
+    const char *params;
+    int r;
+
+    r = snapshot_task(DM_DEVICE_STATUS, "status", name, &dmt, &params);
+    if (r == 0)
+        r = overlay_dm_parse_status(params, st);
+    if (dmt != NULL)
+        dm_task_destroy(dmt);
     return r;
 }
 
@@ -539,30 +553,17 @@ static bool loop_backed_by(const char *majmin, const char *file)
 static int dm_table_is_for(const char *name, const char *base,
                            const char *cow, bool *match)
 {
-    struct dm_task *dmt = dm_task_create(DM_DEVICE_TABLE);
-    char *type = NULL, *params = NULL, origin[32], cow_dev[32];
-    uint64_t start, length;
-    int r = 0;
+    char origin[32], cow_dev[32];
+    struct dm_task *dmt;
+    const char *params;
+    int r;
 
     *match = false;
-    if (dmt == NULL)
-        return error_set(VMM_ENOMEM, "dm task for %s", name);
-    if (!dm_task_set_name(dmt, name) || !dm_task_run(dmt)) {
-        r = error_set(VMM_EIO, "dm table of %s: %s", name, dm_why());
-        goto out;
-    }
-    dm_get_next_target(dmt, NULL, &start, &length, &type, &params);
-    if (type == NULL || strcmp(type, "snapshot") != 0) {
-        r = error_set(VMM_EDISK, "dm device %s is not a snapshot (%s); "
-                      "not libvmm's", name, type ? type : "no table");
-        goto out;
-    }
-    if (params != NULL &&
-        sscanf(params, "%31s %31s", origin, cow_dev) == 2)
+    r = snapshot_task(DM_DEVICE_TABLE, "table", name, &dmt, &params);
+    if (r == 0 && sscanf(params, "%31s %31s", origin, cow_dev) == 2)
         *match = loop_backed_by(origin, base) && loop_backed_by(cow_dev, cow);
-
-out:
-    dm_task_destroy(dmt);
+    if (dmt != NULL)
+        dm_task_destroy(dmt);
     return r;
 }
 
