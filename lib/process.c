@@ -107,6 +107,7 @@ struct proc_stat {
     char state;
     pid_t ppid;
     pid_t pgrp;
+    pid_t session;
     uint64_t start_time;
 };
 
@@ -165,6 +166,7 @@ static int read_proc_stat(pid_t pid, struct proc_stat *st)
     st->state = *p;
     st->ppid = (pid_t)strtol(p + 1, &end, 10);
     st->pgrp = (pid_t)strtol(end, &end, 10);
+    st->session = (pid_t)strtol(end, &end, 10);
     /* Field 3 is the state; starttime is field 22. */
     for (field = 3; field < 22 && p != NULL; field++) {
         p = strchr(p, ' ');
@@ -614,6 +616,7 @@ struct launch {
     int exit_fd;
     int pipe_w;
     int netns_fd;
+    int go[2]; /* the spawner's end, the session leader's end */
 };
 
 static void send_record(int fd, int kind, pid_t pid, int value)
@@ -672,17 +675,19 @@ static void write_exit_file(int fd, pid_t pid, bool killed, int value)
 /*
  * Marks the exit file as a start in flight, "keeper PID SID", until the
  * VMM's end replaces it: a program that dies while its VMM comes up
- * leaves the next one a way to find and end both.
+ * leaves the next one a way to find and end both. The spawning program
+ * writes it, naming the session leader A, before A may go on; the keeper
+ * A forks is then found as the keeper of A's session (find_keeper).
  */
-static void write_keeper_record(int fd)
+static void write_keeper_record(int fd, pid_t pid, pid_t sid)
 {
     char line[64];
     char *p = line;
 
     p = put_text(p, "keeper ");
-    p = put_decimal(p, getpid());
+    p = put_decimal(p, pid);
     p = put_text(p, " ");
-    p = put_decimal(p, getsid(0));
+    p = put_decimal(p, sid);
     *p++ = '\n';
     if (ftruncate(fd, 0) == 0 && pwrite(fd, line, (size_t)(p - line), 0) < 0) {
         /* Without it only the record or the socket can find the VMM. */
@@ -760,10 +765,12 @@ static _Noreturn void run_keeper(const struct launch *l)
     siginfo_t si;
     pid_t vmm;
 
-    /* Named for what it is: ps would otherwise show the embedding
-     * program's command line for as long as the VM runs. */
+    /* Named for what it is (A's name passes on, but a keeper made
+     * otherwise would not have it): ps would otherwise show the embedding
+     * program's command line for as long as the VM runs. The exit file
+     * keeps naming A's session, whose keeper this is: rewriting it would
+     * leave a moment in which it names nothing. */
     prctl(PR_SET_NAME, KEEPER_NAME);
-    write_keeper_record(l->exit_fd);
     /* Orphans of a daemonizing firecracker come to us, not to init. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     sigaction(SIGPIPE, &ign, NULL);
@@ -801,7 +808,24 @@ static _Noreturn void run_keeper(const struct launch *l)
     _exit(0);
 }
 
-/* Child A: a new session, clean stdio and fds, then the keeper. */
+/* One byte from fd, through interruptions; false at end of file. */
+static bool read_byte(int fd)
+{
+    char c;
+    ssize_t n;
+
+    do {
+        n = read(fd, &c, 1);
+    } while (n < 0 && errno == EINTR);
+    return n == 1;
+}
+
+/*
+ * Child A: a new session, clean stdio and fds, then the keeper. Nothing
+ * starts until the spawner has recorded A's session as a start in flight:
+ * a spawner killed before that leaves A reading end of file, and A goes
+ * without a trace.
+ */
 static _Noreturn void run_session_leader(struct launch *l)
 {
     int *fds[] = { &l->log_fd, &l->exit_fd, &l->pipe_w, &l->netns_fd };
@@ -810,6 +834,11 @@ static _Noreturn void run_session_leader(struct launch *l)
     pid_t keeper;
 
     setsid();
+    prctl(PR_SET_NAME, KEEPER_NAME);
+    close(l->go[0]);
+    if (write(l->go[1], "r", 1) != 1 || !read_byte(l->go[1]))
+        _exit(0);
+    close(l->go[1]);
     reset_signals();
 
     /* Move what we keep above stdio, then point stdio at /dev/null so
@@ -1233,7 +1262,8 @@ int process_spawn(const vmm_context *ctx, const struct process_spawn_spec *spec,
                   struct vmm_process **out)
 {
     struct spawn_state s = { .pipe_r = -1, .vmm_proc = PROC_HANDLE_INIT };
-    struct launch l = { .log_fd = -1, .exit_fd = -1, .pipe_w = -1 };
+    struct launch l = { .log_fd = -1, .exit_fd = -1, .pipe_w = -1,
+                        .go = { -1, -1 } };
     struct vmm_process *p = NULL;
     uint64_t deadline = now_ns() + 0;
     const char *vm;
@@ -1292,6 +1322,10 @@ int process_spawn(const vmm_context *ctx, const struct process_spawn_spec *spec,
         goto out;
     }
     l.pipe_w = pipefd[1];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, l.go) < 0) {
+        r = error_set_os(VMM_EIO, errno, "creating a start pipe for %s", vm);
+        goto out;
+    }
 
     a = fork();
     if (a < 0) {
@@ -1300,6 +1334,24 @@ int process_spawn(const vmm_context *ctx, const struct process_spawn_spec *spec,
     }
     if (a == 0)
         run_session_leader(&l);
+
+    /* A, in its own session, waits until that session is on record. */
+    close(l.go[1]);
+    l.go[1] = -1;
+    if (!read_byte(l.go[0])) {
+        while (waitpid(a, &status, 0) < 0 && errno == EINTR) {
+        }
+        r = error_set(VMM_EPROCESS, "the session leader of the VMM of %s "
+                      "ended before the start was recorded", vm);
+        goto out;
+    }
+    write_keeper_record(l.exit_fd, a, a);
+    if (write(l.go[0], "g", 1) != 1) {
+        /* A is gone: its keeper never reports, which the wait below
+         * turns into the error. */
+    }
+    close(l.go[0]);
+    l.go[0] = -1;
 
     close(pipefd[1]);
     pipefd[1] = -1;
@@ -1356,9 +1408,12 @@ out:
     proc_close(&s.vmm_proc);
     if (s.pipe_r >= 0)
         close(s.pipe_r);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
         if (pipefd[i] >= 0)
             close(pipefd[i]);
+        if (l.go[i] >= 0)
+            close(l.go[i]);
+    }
     if (l.log_fd >= 0)
         close(l.log_fd);
     if (l.exit_fd >= 0)
@@ -1508,11 +1563,38 @@ static bool is_keeper(pid_t pid, pid_t sid)
            getsid(pid) == sid && sid != getsid(0) && named_keeper(pid);
 }
 
+/*
+ * The keeper of the start recorded as "keeper PID SID", or 0: the session
+ * leader PID while it lives, then the keeper it forked, the process of
+ * session SID with the keeper's name (the VMM, once exec'd, has its own).
+ */
+static pid_t find_keeper(pid_t pid, pid_t sid)
+{
+    DIR *dir;
+    struct dirent *de;
+    pid_t found = 0;
+
+    if (is_keeper(pid, sid))
+        return pid;
+    if (sid == getsid(0) || (dir = opendir("/proc")) == NULL)
+        return 0;
+    while (found == 0 && (de = readdir(dir)) != NULL) {
+        struct proc_stat st;
+        pid_t q = (pid_t)strtol(de->d_name, NULL, 10);
+
+        if (q > 0 && read_proc_stat(q, &st) == 0 && st.session == sid &&
+            !stat_is_dead(&st) && is_keeper(q, sid))
+            found = q;
+    }
+    closedir(dir);
+    return found;
+}
+
 bool process_start_in_flight(const char *exit_path)
 {
     pid_t pid, sid;
 
-    return record_keeper(exit_path, &pid, &sid) && is_keeper(pid, sid);
+    return record_keeper(exit_path, &pid, &sid) && find_keeper(pid, sid) > 0;
 }
 
 /* Whether any process of group pgrp is still alive (zombies are not). */
@@ -1558,12 +1640,21 @@ int process_end_start(const vmm_context *ctx, const char *vm_name,
     struct proc_stat st;
     pid_t pid, sid;
 
-    if (!record_keeper(exit_path, &pid, &sid) || !is_keeper(pid, sid))
+    if (!record_keeper(exit_path, &pid, &sid))
         return error_set(VMM_ENOTFOUND, "%s: no start in flight", vm);
-    if (proc_open(ctx, pid, &h, &st) < 0 || !is_keeper(pid, sid)) {
-        proc_close(&h);
-        return error_set(VMM_ENOTFOUND, "%s: no start in flight", vm);
+    /* Held open and checked again, as the session leader may just have
+     * handed over to the keeper: then the keeper is the one to hold. */
+    for (int tries = 0; !proc_is_open(&h) && tries < 3; tries++) {
+        pid_t keeper = find_keeper(pid, sid);
+
+        if (keeper == 0)
+            return error_set(VMM_ENOTFOUND, "%s: no start in flight", vm);
+        if (proc_open(ctx, keeper, &h, &st) == 0 && !is_keeper(keeper, sid))
+            proc_close(&h);
+        pid = keeper;
     }
+    if (!proc_is_open(&h))
+        return error_set(VMM_ENOTFOUND, "%s: no start in flight", vm);
     /*
      * The keeper's session is its process group too (setsid made it), and
      * holds the VMM whether or not it has exec'd yet: one signal ends all.

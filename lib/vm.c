@@ -225,16 +225,18 @@ static void release_runtime(vmm_vm *vm);
  */
 static bool settle_orphan(vmm_vm *vm, struct vmm_process *p, bool locked)
 {
-    int lock_fd = -1;
+    int lock_fd = -1, r;
     pid_t pid = p ? process_pid(p) : 0;
 
     if (!locked && vm_lock(vm, 0, &lock_fd) < 0) {
         error_reset();
         return false;
     }
-    /* Without a VMM to name (none came up yet), its keeper's is ended. */
-    if ((p != NULL ? process_kill(p)
-                   : process_end_start(vm->ctx, vm->name, vm->exit_path)) < 0) {
+    /* Without a VMM to name (none came up yet), its keeper's is ended;
+     * VMM_ENOTFOUND: the start ended on its own meanwhile. */
+    r = p != NULL ? process_kill(p)
+                  : process_end_start(vm->ctx, vm->name, vm->exit_path);
+    if (r < 0 && !(p == NULL && r == VMM_ENOTFOUND)) {
         log_warning(vm->ctx, "vm", vm->name, "ending VMM pid %d left by an "
                     "interrupted start: %s", (int)pid,
                     vmm_error_last()->message);

@@ -493,6 +493,52 @@ START_TEST(unbound_orphan_is_ended)
 }
 END_TEST
 
+/*
+ * A spawner killed at any moment of its start leaves either a start on
+ * record, which ends with everything it made, or nothing that will ever
+ * run: never a VMM that comes up unrecorded. Killed at delays across the
+ * fork, the session leader's hand-over and the keeper's.
+ */
+START_TEST(spawner_killed_anywhere_leaves_no_unrecorded_vmm)
+{
+    for (int i = 0; i < 24; i++) {
+        struct vmm_process *p;
+        pid_t spawner;
+
+        setenv("FCEMU_DELAY_BIND_MS", "30000", 1);
+        spawner = fork();
+        ck_assert_int_ge(spawner, 0);
+        if (spawner == 0) {
+            struct process_spawn_spec s = spec_for(10000);
+
+            _exit(process_spawn(ctx, &s, &p) < 0 ? 1 : 0);
+        }
+        unsetenv("FCEMU_DELAY_BIND_MS");
+        usleep((useconds_t)(i * 125));
+        kill(spawner, SIGKILL);
+        waitpid(spawner, NULL, 0);
+
+        if (process_start_in_flight(exit_path)) {
+            /* Or it ended on its own: the spawner died between recording
+             * the start and letting it go on. */
+            int r = process_end_start(ctx, "vm1", exit_path);
+
+            ck_assert_msg(r == 0 || r == VMM_ENOTFOUND, "delay %d us: %s",
+                          i * 125, vmm_error_last()->message);
+        } else {
+            /* Whatever was forked had all the time it needs to exec. */
+            ms_sleep(300);
+            ck_assert_msg(procs_naming(sock) == 0, "delay %d us: a VMM "
+                          "runs that no record names", i * 125);
+        }
+        ck_assert(!process_start_in_flight(exit_path));
+        ck_assert_msg(procs_naming(sock) == 0, "delay %d us: a VMM is left",
+                      i * 125);
+        ck_assert_int_eq(access(sock, F_OK), -1);
+    }
+}
+END_TEST
+
 START_TEST(no_inherited_fds)
 {
     struct vmm_process *p;
@@ -1055,7 +1101,8 @@ Suite *suite_make(void)
                      free_leaves_vmm_running, survives_exit_of_spawner,
                      no_inherited_fds, joins_netns,
                      bind_delay_within_deadline,
-                     daemonizing_binary_is_found, unbound_orphan_is_ended } },
+                     daemonizing_binary_is_found, unbound_orphan_is_ended,
+                     spawner_killed_anywhere_leaves_no_unrecorded_vmm } },
         { "failures", { bind_delay_beyond_deadline, never_binds,
                         daemon_never_binds, exits_early,
                         exits_early_generic, hangs_on_readiness_request,
