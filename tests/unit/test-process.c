@@ -458,26 +458,38 @@ START_TEST(survives_exit_of_spawner)
 END_TEST
 
 /*
+ * A child process that spawns a VMM which binds its socket only after
+ * 30 s, far beyond any wait of the tests: killed, it leaves a start in
+ * flight.
+ */
+static pid_t fork_slow_spawner(void)
+{
+    pid_t spawner;
+
+    setenv("FCEMU_DELAY_BIND_MS", "30000", 1);
+    spawner = fork();
+    ck_assert_int_ge(spawner, 0);
+    if (spawner == 0) {
+        struct process_spawn_spec s = spec_for(10000);
+        struct vmm_process *p;
+
+        _exit(process_spawn(ctx, &s, &p) < 0 ? 1 : 0);
+    }
+    unsetenv("FCEMU_DELAY_BIND_MS");
+    return spawner;
+}
+
+/*
  * A spawner killed after the fork but before the VMM bound its socket
  * leaves a start in flight that no socket shows: its keeper, named in the
  * exit record, is found and ended with the VMM.
  */
 START_TEST(unbound_orphan_is_ended)
 {
-    struct vmm_process *p;
     pid_t spawner;
 
     ck_assert(!process_start_in_flight(exit_path));
-    /* Far beyond the wait below: the VMM cannot have bound when checked. */
-    setenv("FCEMU_DELAY_BIND_MS", "30000", 1);
-    spawner = fork();
-    ck_assert_int_ge(spawner, 0);
-    if (spawner == 0) {
-        struct process_spawn_spec s = spec_for(10000);
-
-        _exit(process_spawn(ctx, &s, &p) < 0 ? 1 : 0);
-    }
-    unsetenv("FCEMU_DELAY_BIND_MS");
+    spawner = fork_slow_spawner();
     /* The spawner dies once the VMM has exec'd, however slow the host. */
     ck_assert_msg(wait_procs_naming(sock, 1), "no VMM came up for %s", sock);
     kill(spawner, SIGKILL);
@@ -502,18 +514,9 @@ END_TEST
 START_TEST(spawner_killed_anywhere_leaves_no_unrecorded_vmm)
 {
     for (int i = 0; i < 24; i++) {
-        struct vmm_process *p;
         pid_t spawner;
 
-        setenv("FCEMU_DELAY_BIND_MS", "30000", 1);
-        spawner = fork();
-        ck_assert_int_ge(spawner, 0);
-        if (spawner == 0) {
-            struct process_spawn_spec s = spec_for(10000);
-
-            _exit(process_spawn(ctx, &s, &p) < 0 ? 1 : 0);
-        }
-        unsetenv("FCEMU_DELAY_BIND_MS");
+        spawner = fork_slow_spawner();
         usleep((useconds_t)(i * 125));
         kill(spawner, SIGKILL);
         waitpid(spawner, NULL, 0);
