@@ -98,4 +98,10 @@ char *xstrdup(const char *s);
 /* asprintf returning the string, recording VMM_ENOMEM on failure. */
 char *xasprintf(const char *fmt, ...) PRINTF_LIKE(1, 2);
 
+/* An inotify instance (non-blocking, close-on-exec), a spare one when
+ * there is; -1 with errno on failure. Give it back with its watch (or -1):
+ * the watch is removed, pending events dropped, the instance kept. */
+int inotify_take(void);
+void inotify_give_back(int fd, int wd);
+
 #endif /* LIBVMM_INTERNAL_H */

@@ -1211,6 +1211,8 @@ int prep_patch(const vmm_context *ctx, const char *vm_name, const char *disk,
      * it, and patching ends that). Syncing cost each start three fsyncs.
      */
     err = ext2fs_close2(p.fs, EXT2_FLAG_FLUSH_NO_SYNC);
+    if (err)
+        ext2fs_free(p.fs); /* a failed flush leaves the closing to us */
     p.fs = NULL;
     if (err && r == 0)
         r = error_set(VMM_EDISK, "writing the filesystem of %s: %s", disk,

@@ -5,8 +5,10 @@
  * Process tree of a spawn:
  *
  *   library --fork--> A: setsid(), stdio to /dev/null, closes every fd it
- *                        does not need, forks K and _exits at once (the
- *                        library reaps A right away);
+ *                        does not need, then waits until the library has
+ *                        written "keeper A A" to the exit file (A goes,
+ *                        starting nothing, if the library dies first),
+ *                        forks K and _exits (the library reaps A);
  *   K, the keeper:       a child subreaper, never exec'd; forks F, then
  *                        waits for every child it has (F, and whatever F
  *                        leaves behind when it daemonizes) and writes each
@@ -527,19 +529,29 @@ static void describe(bool killed, int value, char *buf, size_t size)
 
 void process_describe_exit(const char *exit_path, char *buf, size_t size)
 {
-    char text[128], how[16];
-    int pid, value;
+    char text[1024], how[16];
+    bool found = false, killed = false;
+    int pid, value, last = 0;
 
     if (buf == NULL || size == 0)
         return;
     snprintf(buf, size, "unknown");
-    if (exit_path == NULL || !read_text(exit_path, text, sizeof(text)) ||
-        sscanf(text, "pid %d %15s %d", &pid, how, &value) != 3)
+    if (exit_path == NULL || !read_text(exit_path, text, sizeof(text)))
         return;
-    if (strcmp(how, "killed") == 0)
-        describe(true, value, buf, size);
-    else if (strcmp(how, "exited") == 0)
-        describe(false, value, buf, size);
+    /* The last "pid N exited|killed V" line, below the start's record. */
+    for (char *line = text; line != NULL && *line != '\0';) {
+        char *next = strchr(line, '\n');
+
+        if (sscanf(line, "pid %d %15s %d", &pid, how, &value) == 3 &&
+            (strcmp(how, "killed") == 0 || strcmp(how, "exited") == 0)) {
+            found = true;
+            killed = strcmp(how, "killed") == 0;
+            last = value;
+        }
+        line = next ? next + 1 : NULL;
+    }
+    if (found)
+        describe(killed, last, buf, size);
 }
 
 void process_log_tail(const char *log_path, size_t max_lines, char *buf,
@@ -657,29 +669,36 @@ static char *put_text(char *p, const char *s)
     return p;
 }
 
-/* Replaces the exit file's content with "pid N exited|killed V\n". */
+/*
+ * Appends "pid N exited|killed V\n" to the exit file, below the start's
+ * record, which stays: a daemonizing firecracker's parent ends long before
+ * the start does. The last such line says how the VMM ended.
+ */
 static void write_exit_file(int fd, pid_t pid, bool killed, int value)
 {
     char line[64];
     char *p = line;
+    struct stat st;
 
     p = put_text(p, "pid ");
     p = put_decimal(p, pid);
     p = put_text(p, killed ? " killed " : " exited ");
     p = put_decimal(p, value);
     *p++ = '\n';
-    if (ftruncate(fd, 0) == 0 && pwrite(fd, line, (size_t)(p - line), 0) > 0)
+    if (fstat(fd, &st) == 0 &&
+        pwrite(fd, line, (size_t)(p - line), st.st_size) > 0)
         fdatasync(fd);
 }
 
 /*
- * Marks the exit file as a start in flight, "keeper PID SID", until the
- * VMM's end replaces it: a program that dies while its VMM comes up
- * leaves the next one a way to find and end both. The spawning program
- * writes it, naming the session leader A, before A may go on; the keeper
- * A forks is then found as the keeper of A's session (find_keeper).
+ * Marks the exit file as a start in flight, "keeper PID SID", its first
+ * line: a program that dies while its VMM comes up leaves the next one a
+ * way to find and end both, for as long as their keeper lives. The
+ * spawning program writes it, naming the session leader A, before A may
+ * go on; the keeper A forks is then found as the keeper of A's session
+ * (find_keeper).
  */
-static void write_keeper_record(int fd, pid_t pid, pid_t sid)
+static bool write_keeper_record(int fd, pid_t pid, pid_t sid)
 {
     char line[64];
     char *p = line;
@@ -689,9 +708,8 @@ static void write_keeper_record(int fd, pid_t pid, pid_t sid)
     p = put_text(p, " ");
     p = put_decimal(p, sid);
     *p++ = '\n';
-    if (ftruncate(fd, 0) == 0 && pwrite(fd, line, (size_t)(p - line), 0) < 0) {
-        /* Without it only the record or the socket can find the VMM. */
-    }
+    return ftruncate(fd, 0) == 0 &&
+           pwrite(fd, line, (size_t)(p - line), 0) == p - line;
 }
 
 static void reset_signals(void)
@@ -828,17 +846,14 @@ static bool read_byte(int fd)
  */
 static _Noreturn void run_session_leader(struct launch *l)
 {
-    int *fds[] = { &l->log_fd, &l->exit_fd, &l->pipe_w, &l->netns_fd };
+    int *fds[] = { &l->log_fd, &l->exit_fd, &l->pipe_w, &l->netns_fd,
+                   &l->go[1] };
     int keep[ARRAY_SIZE(fds)];
     int n = 0, nul;
     pid_t keeper;
 
     setsid();
     prctl(PR_SET_NAME, KEEPER_NAME);
-    close(l->go[0]);
-    if (write(l->go[1], "r", 1) != 1 || !read_byte(l->go[1]))
-        _exit(0);
-    close(l->go[1]);
     reset_signals();
 
     /* Move what we keep above stdio, then point stdio at /dev/null so
@@ -855,7 +870,13 @@ static _Noreturn void run_session_leader(struct launch *l)
         dup2(nul, STDOUT_FILENO);
         dup2(nul, STDERR_FILENO);
     }
+    /* Every other descriptor is closed first: a leader of a concurrent
+     * spawn must not hold this spawner's end, or neither would ever see
+     * its spawner's death. */
     close_all_except(keep, n);
+    if (send(l->go[1], "r", 1, MSG_NOSIGNAL) != 1 || !read_byte(l->go[1]))
+        _exit(0);
+    close(l->go[1]);
 
     keeper = fork();
     if (keeper < 0) {
@@ -983,17 +1004,16 @@ static void wait_keeper_gone(struct spawn_state *s, int timeout_ms)
 }
 
 /* SIGKILLs every process the keeper keeps, each through a handle. */
-static void kill_kept(struct spawn_state *s)
+/*
+ * Sends sig to every child of parent: what a daemonizing firecracker left
+ * behind comes to the keeper, a subreaper. Each is checked again through
+ * its handle, as pids can be reused.
+ */
+static void kill_children(const vmm_context *ctx, pid_t parent, int sig)
 {
-    DIR *dir;
     struct dirent *de;
+    DIR *dir;
 
-    if (proc_is_open(&s->vmm_proc) && !s->vmm_ended)
-        proc_signal(&s->vmm_proc, SIGKILL);
-    if (s->keeper <= 0 || s->pipe_r < 0)
-        return;
-
-    /* Children a daemonizing firecracker left: their parent is the keeper. */
     dir = opendir("/proc");
     if (dir == NULL)
         return;
@@ -1002,15 +1022,21 @@ static void kill_kept(struct spawn_state *s)
         struct proc_stat st;
         pid_t pid = (pid_t)strtol(de->d_name, NULL, 10);
 
-        if (pid <= 0 || read_proc_stat(pid, &st) < 0 ||
-            st.ppid != s->keeper)
+        if (pid <= 0 || read_proc_stat(pid, &st) < 0 || st.ppid != parent)
             continue;
-        /* Checked again through the handle: pids can be reused. */
-        if (proc_open(s->ctx, pid, &h, &st) == 0 && st.ppid == s->keeper)
-            proc_signal(&h, SIGKILL);
+        if (proc_open(ctx, pid, &h, &st) == 0 && st.ppid == parent)
+            proc_signal(&h, sig);
         proc_close(&h);
     }
     closedir(dir);
+}
+
+static void kill_kept(struct spawn_state *s)
+{
+    if (proc_is_open(&s->vmm_proc) && !s->vmm_ended)
+        proc_signal(&s->vmm_proc, SIGKILL);
+    if (s->keeper > 0 && s->pipe_r >= 0)
+        kill_children(s->ctx, s->keeper, SIGKILL);
 }
 
 /*
@@ -1058,48 +1084,6 @@ static int child_error(struct spawn_state *s, char *binary)
     snprintf(why, sizeof(why), "%s %s: %s", what, binary,
              strerror(s->child_error));
     return abort_spawn(s, VMM_EPROCESS, why);
-}
-
-/*
- * One inotify instance is kept for the next spawn: closing one waits for
- * an SRCU grace period in the kernel (about 5 ms here), which would delay
- * every start; removing a watch does not. Each spawn holds the instance
- * alone while it waits, so concurrent spawns never share one.
- */
-static pthread_mutex_t inotify_lock = PTHREAD_MUTEX_INITIALIZER;
-static int inotify_spare = -1;
-
-static int inotify_take(void)
-{
-    int fd;
-
-    pthread_mutex_lock(&inotify_lock);
-    fd = inotify_spare;
-    inotify_spare = -1;
-    pthread_mutex_unlock(&inotify_lock);
-    if (fd < 0)
-        fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    return fd;
-}
-
-static void inotify_give_back(int fd, int wd)
-{
-    char events[4096];
-
-    if (fd < 0)
-        return;
-    if (wd >= 0)
-        inotify_rm_watch(fd, wd);
-    while (read(fd, events, sizeof(events)) > 0) {
-    }
-    pthread_mutex_lock(&inotify_lock);
-    if (inotify_spare < 0) {
-        inotify_spare = fd;
-        fd = -1;
-    }
-    pthread_mutex_unlock(&inotify_lock);
-    if (fd >= 0)
-        close(fd);
 }
 
 /*
@@ -1345,11 +1329,19 @@ int process_spawn(const vmm_context *ctx, const struct process_spawn_spec *spec,
                       "ended before the start was recorded", vm);
         goto out;
     }
-    write_keeper_record(l.exit_fd, a, a);
-    if (write(l.go[0], "g", 1) != 1) {
-        /* A is gone: its keeper never reports, which the wait below
-         * turns into the error. */
+    if (!write_keeper_record(l.exit_fd, a, a)) {
+        /* Unrecorded, nothing may run: A sees end of file and goes. */
+        r = error_set_os(VMM_EIO, errno ? errno : EIO, "recording the start "
+                         "of %s in %s", vm, spec->exit_path);
+        close(l.go[0]);
+        l.go[0] = -1;
+        while (waitpid(a, &status, 0) < 0 && errno == EINTR) {
+        }
+        goto out;
     }
+    /* Should A be gone, it started nothing, and a record whose session no
+     * live keeper holds names no start; the wait below reports the end. */
+    send(l.go[0], "g", 1, MSG_NOSIGNAL);
     close(l.go[0]);
     l.go[0] = -1;
 
@@ -1540,61 +1532,104 @@ int process_attach_socket(const vmm_context *ctx, const char *vm_name,
     return process_attach(ctx, vm_name, pid, st.start_time, api_socket, out);
 }
 
-/* A live keeper named by an exit record: "keeper PID SID". */
-static bool record_keeper(const char *exit_path, pid_t *pid, pid_t *sid)
+/* An exit record of a start in flight, "keeper PID SID", and the
+ * identity of the exit file that holds it. */
+struct start_record {
+    pid_t pid, sid;
+    dev_t dev;
+    ino_t ino;
+};
+
+static bool read_start_record(const char *exit_path, struct start_record *sr)
 {
     char text[128];
+    struct stat st;
     int p, s;
 
-    if (!read_text(exit_path, text, sizeof(text)) ||
+    if (stat(exit_path, &st) < 0 || !read_text(exit_path, text, sizeof(text)) ||
         sscanf(text, "keeper %d %d", &p, &s) != 2 || p <= 1 || s <= 1)
         return false;
-    *pid = p;
-    *sid = s;
+    *sr = (struct start_record){ .pid = p, .sid = s, .dev = st.st_dev,
+                                 .ino = st.st_ino };
     return true;
 }
 
-/* Whether pid is a running libvmm keeper leading nothing but session sid. */
-static bool is_keeper(pid_t pid, pid_t sid)
+/* Whether pid has the file dev:ino open. */
+static bool holds_file(pid_t pid, dev_t dev, ino_t ino)
+{
+    char path[64];
+    struct dirent *de;
+    bool held = false;
+    DIR *dir;
+
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    dir = opendir(path);
+    if (dir == NULL)
+        return false;
+    while (!held && (de = readdir(dir)) != NULL) {
+        struct stat st;
+
+        held = de->d_name[0] != '.' &&
+               fstatat(dirfd(dir), de->d_name, &st, 0) == 0 &&
+               st.st_dev == dev && st.st_ino == ino;
+    }
+    closedir(dir);
+    return held;
+}
+
+/*
+ * Whether pid is, alive, the session leader or the keeper of the recorded
+ * start: named as a keeper, in the recorded session, and holding the exit
+ * file it was made for. A record outlives what it names (a host restart,
+ * a start ended here); a keeper of another VM that came to have the same
+ * session id holds another exit file.
+ */
+static bool is_keeper(pid_t pid, const struct start_record *sr)
 {
     struct proc_stat st;
 
     return read_proc_stat(pid, &st) == 0 && !stat_is_dead(&st) &&
-           getsid(pid) == sid && sid != getsid(0) && named_keeper(pid);
+           st.session == sr->sid && sr->sid != getsid(0) &&
+           named_keeper(pid) && holds_file(pid, sr->dev, sr->ino);
 }
 
 /*
- * The keeper of the start recorded as "keeper PID SID", or 0: the session
- * leader PID while it lives, then the keeper it forked, the process of
- * session SID with the keeper's name (the VMM, once exec'd, has its own).
+ * Finds the keeper of the recorded start: the session leader while it
+ * lives, then the keeper it forked. 1 with *keeper, 0 when none lives, or
+ * an error when /proc cannot be read.
  */
-static pid_t find_keeper(pid_t pid, pid_t sid)
+static int find_keeper(const struct start_record *sr, pid_t *keeper)
 {
-    DIR *dir;
     struct dirent *de;
-    pid_t found = 0;
+    DIR *dir;
 
-    if (is_keeper(pid, sid))
-        return pid;
-    if (sid == getsid(0) || (dir = opendir("/proc")) == NULL)
+    *keeper = 0;
+    if (is_keeper(sr->pid, sr)) {
+        *keeper = sr->pid;
+        return 1;
+    }
+    if (sr->sid == getsid(0))
         return 0;
-    while (found == 0 && (de = readdir(dir)) != NULL) {
-        struct proc_stat st;
+    dir = opendir("/proc");
+    if (dir == NULL)
+        return error_set_os(VMM_EIO, errno, "reading /proc");
+    while (*keeper == 0 && (de = readdir(dir)) != NULL) {
         pid_t q = (pid_t)strtol(de->d_name, NULL, 10);
 
-        if (q > 0 && read_proc_stat(q, &st) == 0 && st.session == sid &&
-            !stat_is_dead(&st) && is_keeper(q, sid))
-            found = q;
+        if (q > 0 && is_keeper(q, sr))
+            *keeper = q;
     }
     closedir(dir);
-    return found;
+    return *keeper != 0;
 }
 
 bool process_start_in_flight(const char *exit_path)
 {
-    pid_t pid, sid;
+    struct start_record sr;
+    pid_t keeper;
 
-    return record_keeper(exit_path, &pid, &sid) && find_keeper(pid, sid) > 0;
+    return read_start_record(exit_path, &sr) &&
+           find_keeper(&sr, &keeper) > 0;
 }
 
 /* Whether any process of group pgrp is still alive (zombies are not). */
@@ -1632,49 +1667,81 @@ static bool group_gone(pid_t pgrp, int timeout_ms)
     return true;
 }
 
+/*
+ * Records how an ended start ended, "pid SID killed 9", unless its keeper
+ * recorded the VMM's own end before it was killed.
+ */
+static void record_start_ended(const char *exit_path, pid_t sid)
+{
+    char text[1024];
+    int fd;
+
+    if (read_text(exit_path, text, sizeof(text)) &&
+        strstr(text, "\npid ") != NULL)
+        return;
+    fd = open(exit_path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
+    if (fd >= 0) {
+        dprintf(fd, "pid %d killed %d\n", (int)sid, SIGKILL);
+        close(fd);
+    }
+}
+
 int process_end_start(const vmm_context *ctx, const char *vm_name,
                       const char *exit_path)
 {
     const char *vm = vm_name ? vm_name : "VM";
     struct proc_handle h = PROC_HANDLE_INIT;
+    struct start_record sr;
     struct proc_stat st;
-    pid_t pid, sid;
+    pid_t keeper = 0;
+    int r = 0;
 
-    if (!record_keeper(exit_path, &pid, &sid))
+    if (!read_start_record(exit_path, &sr))
         return error_set(VMM_ENOTFOUND, "%s: no start in flight", vm);
-    /* Held open and checked again, as the session leader may just have
-     * handed over to the keeper: then the keeper is the one to hold. */
+    /* Held open and checked again: the session leader may just have
+     * handed over to the keeper, which is then the one to hold. */
     for (int tries = 0; !proc_is_open(&h) && tries < 3; tries++) {
-        pid_t keeper = find_keeper(pid, sid);
-
-        if (keeper == 0)
-            return error_set(VMM_ENOTFOUND, "%s: no start in flight", vm);
-        if (proc_open(ctx, keeper, &h, &st) == 0 && !is_keeper(keeper, sid))
+        r = find_keeper(&sr, &keeper);
+        if (r <= 0)
+            break;
+        if (proc_open(ctx, keeper, &h, &st) < 0 && errno != ESRCH) {
+            r = error_set_os(VMM_EIO, errno, "holding keeper pid %d",
+                             (int)keeper);
+            break;
+        }
+        if (proc_is_open(&h) && !is_keeper(keeper, &sr))
             proc_close(&h);
-        pid = keeper;
     }
-    if (!proc_is_open(&h))
+    if (!proc_is_open(&h)) {
+        if (r < 0 && r != VMM_ENOTFOUND) {
+            error_prefix("%s: ending a start in flight: ", vm);
+            return r;
+        }
         return error_set(VMM_ENOTFOUND, "%s: no start in flight", vm);
-    /*
-     * The keeper's session is its process group too (setsid made it), and
-     * holds the VMM whether or not it has exec'd yet: one signal ends all.
-     */
-    if (kill(-sid, SIGKILL) < 0 && errno != ESRCH) {
-        int err = errno;
+    }
 
+    /*
+     * The session is one process group (setsid made it) with the keeper
+     * and the VMM, exec'd or not: one signal ends them. A firecracker
+     * that daemonized left it, but is the keeper's child (a subreaper's).
+     */
+    kill_children(ctx, keeper, SIGKILL);
+    if (kill(-sr.sid, SIGKILL) < 0 && errno != ESRCH) {
+        r = error_set_os(VMM_EIO, errno, "%s: killing the keeper's group %d",
+                         vm, (int)sr.sid);
         proc_close(&h);
-        return error_set_os(VMM_EIO, err, "%s: killing the keeper's group %d",
-                            vm, (int)sid);
+        return r;
     }
     proc_ended(&h, DEATH_WAIT_MS);
     proc_close(&h);
     /* The VMM may outlast its keeper by a moment; ended means ended. */
-    if (!group_gone(sid, DEATH_WAIT_MS))
+    if (!group_gone(sr.sid, DEATH_WAIT_MS))
         return error_set(VMM_ETIMEDOUT, "%s: processes of the keeper's group "
-                         "%d still run %d ms after SIGKILL", vm, (int)sid,
+                         "%d still run %d ms after SIGKILL", vm, (int)sr.sid,
                          DEATH_WAIT_MS);
-    log_info(ctx, COMPONENT, vm_name, "ended keeper pid %d and its VMM, left "
-             "by an interrupted start", (int)pid);
+    record_start_ended(exit_path, sr.sid);
+    log_info(ctx, COMPONENT, vm_name, "ended the keeper (pid %d) and VMM of "
+             "a start left by a program that died", (int)keeper);
     return 0;
 }
 

@@ -35,7 +35,7 @@ struct process_spawn_spec {
     const char *api_socket;   /* --api-sock */
     const char *log_path;     /* stdout/stderr (appended), created 0600 */
     const char *metrics_path; /* --metrics-path, or NULL */
-    const char *exit_path;    /* the keeper writes the wait status here */
+    const char *exit_path;    /* the start's record, then wait statuses */
     int netns_fd;             /* joined before exec, or -1 */
     uint32_t ready_timeout_ms;/* bound on waiting for GET / to answer, > 0 */
     const char *vm_name;      /* for logs and progress */
@@ -86,15 +86,22 @@ int process_attach_socket(const vmm_context *ctx, const char *vm_name,
                           const char *api_socket, struct vmm_process **out);
 
 /*
- * Whether the keeper a spawn wrote into exit_path still runs with no end
- * recorded for its VMM: a start in flight, or one whose program died.
+ * Whether the start recorded in exit_path ("keeper PID SID", written
+ * before anything of the start may run) still has its keeper: a live
+ * process of that session, named as a keeper, holding that exit file. A
+ * start in flight, or one whose program died; also a running VM's, whose
+ * keeper lives as long as its VMM (callers ask when no VMM answers).
  */
 bool process_start_in_flight(const char *exit_path);
 
 /*
- * Ends such a start: SIGKILL to the keeper's session, which holds the
- * VMM whether or not it has exec'd or bound its socket yet, then waits
- * for the keeper to go. VMM_ENOTFOUND when no start is in flight.
+ * Ends such a start: SIGKILL to the keeper's children (a daemonized
+ * firecracker is one) and to its process group, which holds the VMM
+ * whether or not it has exec'd or bound its socket yet; waits until the
+ * whole group is gone and appends "pid SID killed 9" to the record.
+ * VMM_ENOTFOUND when no start is in flight (also one that ended on its
+ * own meanwhile), VMM_EIO when /proc or a process handle fails us,
+ * VMM_ETIMEDOUT when something outlives SIGKILL.
  */
 int process_end_start(const vmm_context *ctx, const char *vm_name,
                       const char *exit_path);
@@ -115,7 +122,7 @@ int process_stop(struct vmm_process *p, uint32_t timeout_ms);
 int process_kill(struct vmm_process *p);
 
 /*
- * How a VMM ended, from the exit file the keeper wrote: "exited with
+ * How a VMM ended, from the last wait status in its exit file: "exited with
  * status 0 (success)", "killed by signal 9 (SIGKILL)", "exited with status
  * 152 (bad configuration)". Writes "unknown" when no record exists (the
  * VMM still runs, or its keeper was killed first).

@@ -266,20 +266,20 @@ static uint64_t monotonic_ms(void)
  * The watch is in place before each attempt, so no release goes unseen.
  * Without a watch (no inotify instance left) it polls every 5 ms; with
  * one, every 50 ms, for file systems whose other users inotify cannot see.
+ * The instance is borrowed from util.c's spares: closing one can take
+ * milliseconds, which would be spent holding the lock just won.
  * 0, or -1 with errno (EWOULDBLOCK once the deadline passed).
  */
 static int lock_wait(int fd, const char *path, uint64_t deadline_ms)
 {
-    int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    int r = -1;
+    int ino = inotify_take();
+    int wd = -1, r = -1, saved;
 
-    if (ino >= 0 && inotify_add_watch(ino, path, IN_CLOSE | IN_DELETE_SELF |
-                                      IN_MOVE_SELF) < 0) {
-        close(ino);
-        ino = -1;
-    }
+    if (ino >= 0)
+        wd = inotify_add_watch(ino, path, IN_CLOSE | IN_DELETE_SELF |
+                               IN_MOVE_SELF);
     for (;;) {
-        struct pollfd pfd = { .fd = ino, .events = POLLIN };
+        struct pollfd pfd = { .fd = wd >= 0 ? ino : -1, .events = POLLIN };
         char events[1024];
         uint64_t now, tick;
 
@@ -294,18 +294,15 @@ static int lock_wait(int fd, const char *path, uint64_t deadline_ms)
             errno = EWOULDBLOCK;
             break;
         }
-        tick = ino >= 0 ? 50 : 5;
+        tick = wd >= 0 ? 50 : 5;
         if (poll(&pfd, 1, (int)(deadline_ms - now < tick ? deadline_ms - now
                                 : tick)) > 0)
             while (read(ino, events, sizeof(events)) > 0) {
             }
     }
-    if (ino >= 0) {
-        int saved = errno;
-
-        close(ino);
-        errno = saved;
-    }
+    saved = errno;
+    inotify_give_back(ino, wd);
+    errno = saved;
     return r;
 }
 

@@ -220,18 +220,14 @@ static void release_runtime(vmm_vm *vm);
 /*
  * Ends a VMM that a start left behind when the program running it died:
  * one recorded before InstanceStart, or one serving the VM's socket that
- * no record names. Only with the VM's lock, so a start still under way in
- * another program is left alone. Returns whether the VMM was ended.
+ * no record names. The caller holds the VM's lock, so no start is under
+ * way in another program. Returns whether the VMM was ended.
  */
-static bool settle_orphan(vmm_vm *vm, struct vmm_process *p, bool locked)
+static bool settle_orphan(vmm_vm *vm, struct vmm_process *p)
 {
-    int lock_fd = -1, r;
     pid_t pid = p ? process_pid(p) : 0;
+    int r;
 
-    if (!locked && vm_lock(vm, 0, &lock_fd) < 0) {
-        error_reset();
-        return false;
-    }
     /* Without a VMM to name (none came up yet), its keeper's is ended;
      * VMM_ENOTFOUND: the start ended on its own meanwhile. */
     r = p != NULL ? process_kill(p)
@@ -240,7 +236,6 @@ static bool settle_orphan(vmm_vm *vm, struct vmm_process *p, bool locked)
         log_warning(vm->ctx, "vm", vm->name, "ending VMM pid %d left by an "
                     "interrupted start: %s", (int)pid,
                     vmm_error_last()->message);
-        store_unlock(lock_fd);
         error_reset();
         return false;
     }
@@ -252,8 +247,38 @@ static bool settle_orphan(vmm_vm *vm, struct vmm_process *p, bool locked)
     vm->rec.has_vmm = false;
     if (record_write(vm->record_path, &vm->rec) < 0)
         log_warning(vm->ctx, "vm", vm->name, "%s", vmm_error_last()->message);
-    store_unlock(lock_fd);
     error_reset();
+    return true;
+}
+
+static void probe_vmm(vmm_vm *vm, bool locked);
+
+/*
+ * What looked like a start left behind, seen without the VM's lock: the
+ * start may have been under way in another program, and finished since.
+ * With the lock (at once or not at all: a program holding it is still
+ * starting), the record is read again and the VMM probed again before
+ * anything is ended. False when the lock was not to be had.
+ */
+static bool probe_again_locked(vmm_vm *vm)
+{
+    struct vm_record fresh = {0};
+    int lock_fd;
+
+    if (vm_lock(vm, 0, &lock_fd) < 0) {
+        error_reset();
+        return false;
+    }
+    if (record_read(vm->record_path, &fresh) == 0) {
+        record_clear(&vm->rec);
+        vm->rec = fresh;
+        if (vm->rec.phase == PHASE_READY)
+            probe_vmm(vm, true);
+    } else {
+        record_clear(&fresh);
+        error_reset();
+    }
+    store_unlock(lock_fd);
     return true;
 }
 
@@ -283,8 +308,12 @@ static void probe_vmm(vmm_vm *vm, bool locked)
     if (p == NULL) {
         /* A keeper still running with no VMM recorded nor serving: a start
          * in flight, or one whose program died before the VMM came up. */
-        if (process_start_in_flight(vm->exit_path))
-            settle_orphan(vm, NULL, locked);
+        if (process_start_in_flight(vm->exit_path)) {
+            if (!locked && probe_again_locked(vm))
+                return;
+            if (locked)
+                settle_orphan(vm, NULL);
+        }
         note_last_exit(vm);
         return;
     }
@@ -301,7 +330,14 @@ static void probe_vmm(vmm_vm *vm, bool locked)
     if (info.state == API_STATE_NOT_STARTED)
         unfinished = true;
 
-    if (unfinished && settle_orphan(vm, p, locked)) {
+    if (unfinished && !locked) {
+        /* Probed again under the lock, which decides; without the lock a
+         * start is still under way, and the VMM reads as it answered. */
+        if (probe_again_locked(vm)) {
+            process_free(p);
+            return;
+        }
+    } else if (unfinished && settle_orphan(vm, p)) {
         process_free(p);
         note_last_exit(vm);
         return;

@@ -14,7 +14,7 @@
  *                             {"method","path","body"} (one write() per
  *                             line, O_APPEND: emulators may share FILE)
  *   FCEMU_DELAY_BIND_MS=N     sleep N ms before binding the API socket
- *   FCEMU_DAEMONIZE=1         fork; the parent exits 0 before the socket
+ *   FCEMU_DAEMONIZE=1         fork and setsid; the parent exits 0 before the socket
  *                             exists, the child goes on serving
  *   FCEMU_NEVER_BIND=1        never create the socket; sleep until killed
  *   FCEMU_EXIT_EARLY=N        exit with status N before binding, as a
@@ -539,6 +539,8 @@ int main(int argc, char **argv)
 		}
 		if (pid > 0)
 			_exit(FC_EXIT_OK);
+		/* As daemons do: out of the starter's session and group. */
+		setsid();
 	}
 	if (env_long("FCEMU_DELAY_BIND_MS", 0) > 0)
 		sleep_ms(env_long("FCEMU_DELAY_BIND_MS", 0));

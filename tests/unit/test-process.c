@@ -542,6 +542,64 @@ START_TEST(spawner_killed_anywhere_leaves_no_unrecorded_vmm)
 }
 END_TEST
 
+/*
+ * A record that outlived its start (a host restart, a start ended here)
+ * names a session id that another VM's keeper may hold by now: that
+ * keeper holds its own exit file, not this one, and is left alone.
+ */
+START_TEST(stale_record_spares_another_vms_keeper)
+{
+    char other[PATH_MAX], text[128];
+    struct vmm_process *p = spawn_ok(5000);
+    FILE *f;
+
+    f = fopen(exit_path, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(text, sizeof(text), f));
+    fclose(f);
+    ck_assert_msg(strncmp(text, "keeper ", 7) == 0, "exit record: %s", text);
+    snprintf(other, sizeof(other), "%s/other.exit", dir);
+    f = fopen(other, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+
+    ck_assert(process_start_in_flight(exit_path));
+    ck_assert(!process_start_in_flight(other));
+    ck_assert_int_eq(process_end_start(ctx, "vm2", other), VMM_ENOTFOUND);
+    ck_assert(process_alive(p));
+    ck_assert_int_eq(process_kill(p), 0);
+    process_free(p);
+}
+END_TEST
+
+/*
+ * A firecracker that daemonized (forked, then left for a session of its
+ * own) before binding, its spawner killed: ending the start ends it too,
+ * though no signal to the keeper's group reaches it.
+ */
+START_TEST(daemonized_orphan_is_ended)
+{
+    pid_t spawner;
+
+    setenv("FCEMU_DAEMONIZE", "1", 1);
+    spawner = fork_slow_spawner();
+    unsetenv("FCEMU_DAEMONIZE");
+    ck_assert_msg(wait_procs_naming(sock, 1), "no VMM came up for %s", sock);
+    /* The daemon's parent is gone once the keeper reaped it. */
+    for (int i = 0; i < 100 && !process_start_in_flight(exit_path); i++)
+        ms_sleep(10);
+    ms_sleep(100);
+    kill(spawner, SIGKILL);
+    waitpid(spawner, NULL, 0);
+
+    ck_assert(process_start_in_flight(exit_path));
+    ck_assert_int_eq(process_end_start(ctx, "vm1", exit_path), 0);
+    ck_assert(!process_start_in_flight(exit_path));
+    assert_nothing_left();
+}
+END_TEST
+
 START_TEST(no_inherited_fds)
 {
     struct vmm_process *p;
@@ -1105,7 +1163,9 @@ Suite *suite_make(void)
                      no_inherited_fds, joins_netns,
                      bind_delay_within_deadline,
                      daemonizing_binary_is_found, unbound_orphan_is_ended,
-                     spawner_killed_anywhere_leaves_no_unrecorded_vmm } },
+                     spawner_killed_anywhere_leaves_no_unrecorded_vmm,
+                     stale_record_spares_another_vms_keeper,
+                     daemonized_orphan_is_ended } },
         { "failures", { bind_delay_beyond_deadline, never_binds,
                         daemon_never_binds, exits_early,
                         exits_early_generic, hangs_on_readiness_request,
