@@ -32,7 +32,20 @@ for example in "$@"; do
     echo "$name: $(head -n 1 "$work/$name.out")"
 done
 
-# The static library, with the shared libraries libvmm.pc says it needs.
+# The static library, with the shared libraries libvmm.pc says it needs,
+# where the build installs one (default_library is not shared).
+if [ ! -f "$libdir/libvmm.a" ]; then
+    echo "no libvmm.a installed: the static library was not built"
+    exit 0
+fi
+# It defines no global symbol libvmm.so does not export: neither internal
+# functions nor a bundled libcurl may meet the linking program's own.
+extra_globals=$(nm -g --defined-only "$libdir/libvmm.a" |
+    awk 'NF == 3 { print $3 }' | grep -v '^vmm_' | head -n 5)
+if [ -n "$extra_globals" ]; then
+    echo "FAIL: libvmm.a defines global symbols besides vmm_*: $extra_globals"
+    exit 1
+fi
 example=$1
 name=$(basename "$example" .c)-static
 # shellcheck disable=SC2046
