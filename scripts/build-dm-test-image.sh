@@ -174,7 +174,7 @@ main() {
 	[ "$(id -u)" -eq 0 ] || die "must run as root (loop mount, chroot)"
 	"$script_dir/build-guest-images.sh" --out "$out_dir" "${base_args[@]}" ||
 		die "the base guest images are not available"
-	out_dir=$(cd "$out_dir" && pwd)
+	out_dir=$(cd "$out_dir" && pwd -P)
 	dm_dir=$out_dir/dm-test
 	mkdir -p "$dm_dir" || die "cannot create $dm_dir"
 

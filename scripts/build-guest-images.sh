@@ -315,7 +315,7 @@ main() {
 	[ "$(id -u)" -eq 0 ] ||
 		die "must run as root (debootstrap, device nodes, root-owned files)"
 	mkdir -p "$out_dir" || die "cannot create $out_dir"
-	out_dir=$(cd "$out_dir" && pwd)
+	out_dir=$(cd "$out_dir" && pwd -P)
 
 	trap cleanup EXIT
 	trap 'exit 130' INT

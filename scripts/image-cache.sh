@@ -12,7 +12,8 @@
 
 # Unmounts whatever is mounted below $1 (deepest first; a chroot's /proc,
 # a loop-mounted image), then removes $1 without crossing into another
-# file system.
+# file system. $1 must be a physical path (pwd -P), as mountinfo lists
+# them; the scripts resolve their cache directory so.
 remove_tree() {
 	local dir=$1 mnt
 
