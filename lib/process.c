@@ -72,6 +72,10 @@
 /* How long the keeper may take to reap and record a dead VMM. */
 #define REAP_WAIT_MS 2000
 
+/* The line that closes a start's exit record: its keeper has nothing
+ * left to keep. */
+#define END_LINE "end\n"
+
 #define LOG_TAIL_LINES 8
 #define LOG_TAIL_BYTES 600
 
@@ -669,25 +673,32 @@ static char *put_text(char *p, const char *s)
     return p;
 }
 
+/* Appends line (len bytes) to the exit file; async-signal-safe. */
+static void append_exit_file(int fd, const char *line, size_t len)
+{
+    struct stat st;
+
+    if (fstat(fd, &st) == 0 && pwrite(fd, line, len, st.st_size) > 0)
+        fdatasync(fd);
+}
+
 /*
  * Appends "pid N exited|killed V\n" to the exit file, below the start's
  * record, which stays: a daemonizing firecracker's parent ends long before
- * the start does. The last such line says how the VMM ended.
+ * the start does. The last such line says how the VMM ended; "end", which
+ * the keeper appends when nothing is left to keep, closes the record.
  */
 static void write_exit_file(int fd, pid_t pid, bool killed, int value)
 {
     char line[64];
     char *p = line;
-    struct stat st;
 
     p = put_text(p, "pid ");
     p = put_decimal(p, pid);
     p = put_text(p, killed ? " killed " : " exited ");
     p = put_decimal(p, value);
     *p++ = '\n';
-    if (fstat(fd, &st) == 0 &&
-        pwrite(fd, line, (size_t)(p - line), st.st_size) > 0)
-        fdatasync(fd);
+    append_exit_file(fd, line, (size_t)(p - line));
 }
 
 /*
@@ -823,6 +834,7 @@ static _Noreturn void run_keeper(const struct launch *l)
         while (waitpid(si.si_pid, NULL, 0) < 0 && errno == EINTR) {
         }
     }
+    append_exit_file(l->exit_fd, END_LINE, strlen(END_LINE));
     _exit(0);
 }
 
@@ -1540,14 +1552,16 @@ struct start_record {
     ino_t ino;
 };
 
+/* The record of a start whose keeper has not closed it ("end"). */
 static bool read_start_record(const char *exit_path, struct start_record *sr)
 {
-    char text[128];
+    char text[1024];
     struct stat st;
     int p, s;
 
     if (stat(exit_path, &st) < 0 || !read_text(exit_path, text, sizeof(text)) ||
-        sscanf(text, "keeper %d %d", &p, &s) != 2 || p <= 1 || s <= 1)
+        sscanf(text, "keeper %d %d", &p, &s) != 2 || p <= 1 || s <= 1 ||
+        strstr(text, "\n" END_LINE) != NULL)
         return false;
     *sr = (struct start_record){ .pid = p, .sid = s, .dev = st.st_dev,
                                  .ino = st.st_ino };
@@ -1668,22 +1682,24 @@ static bool group_gone(pid_t pgrp, int timeout_ms)
 }
 
 /*
- * Records how an ended start ended, "pid SID killed 9", unless its keeper
- * recorded the VMM's own end before it was killed.
+ * Closes the record of an ended start: "pid SID killed 9", unless its
+ * keeper recorded the VMM's own end before it was killed, then "end".
  */
 static void record_start_ended(const char *exit_path, pid_t sid)
 {
     char text[1024];
+    bool ended;
     int fd;
 
-    if (read_text(exit_path, text, sizeof(text)) &&
-        strstr(text, "\npid ") != NULL)
-        return;
+    ended = read_text(exit_path, text, sizeof(text)) &&
+            strstr(text, "\npid ") != NULL;
     fd = open(exit_path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
-    if (fd >= 0) {
+    if (fd < 0)
+        return;
+    if (!ended)
         dprintf(fd, "pid %d killed %d\n", (int)sid, SIGKILL);
-        close(fd);
-    }
+    dprintf(fd, "%s", END_LINE);
+    close(fd);
 }
 
 int process_end_start(const vmm_context *ctx, const char *vm_name,

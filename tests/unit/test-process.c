@@ -570,6 +570,17 @@ START_TEST(stale_record_spares_another_vms_keeper)
     ck_assert(process_alive(p));
     ck_assert_int_eq(process_kill(p), 0);
     process_free(p);
+
+    /* With its VMM gone the keeper closes the record: nothing in flight
+     * is left to look for. */
+    for (int i = 0; i < 1000 && process_start_in_flight(exit_path); i++)
+        ms_sleep(10);
+    ck_assert(!process_start_in_flight(exit_path));
+    f = fopen(exit_path, "r");
+    ck_assert_ptr_nonnull(f);
+    text[fread(text, 1, sizeof(text) - 1, f)] = '\0';
+    fclose(f);
+    ck_assert_msg(strstr(text, "\nend\n") != NULL, "exit record: %s", text);
 }
 END_TEST
 
