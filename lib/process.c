@@ -11,8 +11,10 @@
  *                        forks K and _exits (the library reaps A);
  *   K, the keeper:       a child subreaper, never exec'd; forks F, then
  *                        waits for every child it has (F, and whatever F
- *                        leaves behind when it daemonizes) and writes each
- *                        wait status to the exit file and the status pipe;
+ *                        leaves behind when it daemonizes), appends each
+ *                        wait status to the exit file and sends it down
+ *                        the status pipe, and appends "end" when none is
+ *                        left;
  *   F:                   stdio to the VM's log, joins the network
  *                        namespace, closes every other fd, execs
  *                        firecracker.
@@ -22,6 +24,11 @@
  * VMM along, and no VMM ever becomes its zombie. The status pipe is
  * close-on-exec; only K holds it after F's exec, so its end of file means
  * K is gone, and K is gone only when all its children are reaped.
+ *
+ * The exit file's first line names the start until "end" closes it: a
+ * program killed at any moment of a start leaves the next one either that
+ * record, whose keeper (found by session, name and the open exit file) it
+ * can end with everything, or nothing that will ever run.
  *
  * Between fork and exec (or _exit) the children call only async-signal-safe
  * functions: the embedding program may be threaded.
