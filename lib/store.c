@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <poll.h>
@@ -215,30 +216,64 @@ static int remove_at(int dirfd, const char *name)
     if (errno != EISDIR && errno != EPERM)
         return error_set_os(VMM_EIO, errno, "removing %s", name);
 
-    fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return error_set_os(VMM_EIO, errno, "opening %s", name);
-    dir = fdopendir(fd);
-    if (dir == NULL) {
-        close(fd);
-        return error_set_os(VMM_EIO, errno, "reading %s", name);
+    /*
+     * Emptied again if something appears meanwhile: a program opening a
+     * VM while it is deleted creates the VM's lock file anew (and, finding
+     * no record, leaves).
+     */
+    for (int pass = 0;; pass++) {
+        fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+                    O_CLOEXEC);
+        if (fd < 0)
+            return errno == ENOENT ? 0 : error_set_os(VMM_EIO, errno,
+                                                      "opening %s", name);
+        dir = fdopendir(fd);
+        if (dir == NULL) {
+            close(fd);
+            return error_set_os(VMM_EIO, errno, "reading %s", name);
+        }
+        while ((e = readdir(dir)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            r = remove_at(fd, e->d_name);
+            if (r < 0)
+                break;
+        }
+        closedir(dir);
+        if (r < 0 || unlinkat(dirfd, name, AT_REMOVEDIR) == 0 ||
+            errno == ENOENT)
+            return r;
+        if (errno != ENOTEMPTY || pass == 4)
+            return error_set_os(VMM_EIO, errno, "removing directory %s",
+                                name);
     }
-    while ((e = readdir(dir)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        r = remove_at(fd, e->d_name);
-        if (r < 0)
-            break;
-    }
-    closedir(dir);
-    if (r == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-        r = error_set_os(VMM_EIO, errno, "removing directory %s", name);
-    return r;
 }
 
 int store_remove_tree(const char *path)
 {
     return remove_at(AT_FDCWD, path);
+}
+
+void store_remove_stale_temps(const char *path)
+{
+    char dir[PATH_MAX], prefix[NAME_MAX + 8];
+    const char *slash = strrchr(path, '/');
+    struct dirent *e;
+    DIR *d;
+
+    if (slash == NULL || (size_t)(slash - path) >= sizeof(dir) ||
+        (size_t)snprintf(prefix, sizeof(prefix), "%s.tmp.", slash + 1) >=
+            sizeof(prefix))
+        return;
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = '\0';
+    d = opendir(dir[0] ? dir : "/");
+    if (d == NULL)
+        return;
+    while ((e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
+            unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d);
 }
 
 /* --- locks ---------------------------------------------------------------- */

@@ -563,6 +563,9 @@ int main(int argc, char **argv)
     const char *word = NULL;
     int id, status;
 
+    /* A line in one write: vmctl runs side by side in scripts, and lines
+     * put out a byte at a time would interleave on a shared stderr. */
+    setvbuf(stderr, NULL, _IOLBF, BUFSIZ);
     v.stderr_tty = isatty(STDERR_FILENO) == 1;
 
     /* Global options end at the first word: the command. */

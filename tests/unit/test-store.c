@@ -347,6 +347,24 @@ START_TEST(lock_follows_replaced_file)
 }
 END_TEST
 
+/* What killed writes of a record left is cleared; nothing else is. */
+START_TEST(stale_temps_removed)
+{
+    write_text("vm.json", "{}");
+    write_text("vm.json.tmp.123", "half");
+    write_text("vm.json.tmp.9", "");
+    write_text("vm.jsonx.tmp.1", "keep");
+    write_text("known_hosts.tmp.5", "keep");
+
+    store_remove_stale_temps(path_in("vm.json"));
+    ck_assert_int_eq(access(path_in("vm.json.tmp.123"), F_OK), -1);
+    ck_assert_int_eq(access(path_in("vm.json.tmp.9"), F_OK), -1);
+    ck_assert_int_eq(access(path_in("vm.json"), F_OK), 0);
+    ck_assert_int_eq(access(path_in("vm.jsonx.tmp.1"), F_OK), 0);
+    ck_assert_int_eq(access(path_in("known_hosts.tmp.5"), F_OK), 0);
+}
+END_TEST
+
 START_TEST(mkdirs_and_remove_tree)
 {
     struct stat st;
@@ -392,6 +410,7 @@ Suite *suite_make(void)
     tcase_add_test(tc, lock_waits_for_release);
     tcase_add_test(tc, lock_follows_replaced_file);
     tcase_add_test(tc, lock_excludes_threads);
+    tcase_add_test(tc, stale_temps_removed);
     tcase_add_test(tc, mkdirs_and_remove_tree);
     tcase_add_test(tc, read_file_limit);
     suite_add_tcase(s, tc);
