@@ -53,6 +53,7 @@ struct vmm_vm {
     char *api_socket;
     char *log_path;
     char *exit_path;
+    char *booted_path;
     char *known_hosts;
     struct vm_record rec;
     int32_t state;
@@ -116,6 +117,7 @@ static void vm_free_fields(vmm_vm *vm)
     free(vm->api_socket);
     free(vm->log_path);
     free(vm->exit_path);
+    free(vm->booted_path);
     free(vm->known_hosts);
     record_clear(&vm->rec);
 }
@@ -148,9 +150,11 @@ static int vm_new(vmm_context *ctx, const char *name, vmm_vm **out)
     vm->api_socket = xasprintf("%s/api.sock", vm->dir);
     vm->log_path = xasprintf("%s/vmm.log", vm->dir);
     vm->exit_path = xasprintf("%s/vmm.exit", vm->dir);
+    vm->booted_path = xasprintf("%s/booted", vm->dir);
     vm->known_hosts = xasprintf("%s/known_hosts", vm->dir);
     if (!vm->record_path || !vm->lock_path || !vm->api_socket ||
-        !vm->log_path || !vm->exit_path || !vm->known_hosts)
+        !vm->log_path || !vm->exit_path || !vm->booted_path ||
+        !vm->known_hosts)
         goto nomem;
 
     if (strlen(vm->api_socket) >= sizeof(sun.sun_path)) {
@@ -318,14 +322,17 @@ static void probe_vmm(vmm_vm *vm, bool locked)
         return;
     }
 
-    /* The VMM itself says whether InstanceStart was ever accepted; a VMM
-     * that cannot answer is left alone. */
+    /* The VMM itself says whether InstanceStart was ever accepted. One
+     * that cannot answer is left alone once its start marked the boot (a
+     * busy or stopped VMM); without the mark, it is a start's that never
+     * got there (one that has not even bound its socket, say). */
     unfinished = !vm->rec.has_vmm || process_pid(p) != vm->rec.pid;
     /* Through the client attach already made, bounded tighter. */
     client = process_api(p);
     api_client_set_timeout(client, STATE_QUERY_MS);
     if (api_get_instance_info(client, &info) < 0)
-        info.state = API_STATE_RUNNING;
+        info.state = path_exists(vm->booted_path) ? API_STATE_RUNNING
+                                                  : API_STATE_NOT_STARTED;
     error_reset();
     if (info.state == API_STATE_NOT_STARTED)
         unfinished = true;
@@ -1474,6 +1481,22 @@ late:
                      "longer than the start's timeout", vm->name);
 }
 
+/*
+ * Marks that the VMM accepted InstanceStart: one that later cannot answer
+ * is then a running VM's, never what a dead start left (see probe_vmm).
+ */
+static void mark_booted(const vmm_vm *vm)
+{
+    int fd = open(vm->booted_path, O_WRONLY | O_CREAT | O_CLOEXEC |
+                  O_NOFOLLOW, 0600);
+
+    if (fd < 0)
+        log_warning(vm->ctx, "vm", vm->name, "marking %s: %s",
+                    vm->booted_path, strerror(errno));
+    else
+        close(fd);
+}
+
 /* Keeps the previous boot's log as vmm.log.1 for a look after a restart. */
 static void rotate_log(const vmm_vm *vm)
 {
@@ -1576,6 +1599,7 @@ static int start_locked(vmm_vm *vm, uint32_t timeout_ms)
 
     rotate_log(vm);
     unlink(vm->exit_path);
+    unlink(vm->booted_path);
     struct process_spawn_spec spawn = {
         .binary = vm->ctx->firecracker,
         .id = vm->name,
@@ -1615,6 +1639,7 @@ static int start_locked(vmm_vm *vm, uint32_t timeout_ms)
     if (r < 0)
         goto fail;
 
+    mark_booted(vm);
     vm->state = VMM_VM_RUNNING;
     vm->pid = vm->rec.pid;
     vm->has_last_exit = false;
