@@ -69,14 +69,20 @@ static int fsync_parent(const char *path)
     return r;
 }
 
-int store_write_file(const char *path, const void *data, size_t size,
-                     mode_t mode)
+/*
+ * Writes path atomically: temp, fsync, rename, fsync dir. The temporary
+ * file is path.tmp.PID, or path.tmp for a caller whose lock every writer
+ * of path holds.
+ */
+static int write_via(const char *path, bool locked, const void *data,
+                     size_t size, mode_t mode)
 {
     char tmp[PATH_MAX];
     const char *p = data;
     int fd, r;
 
-    r = snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+    r = locked ? snprintf(tmp, sizeof(tmp), "%s.tmp", path)
+               : snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
     if (r < 0 || (size_t)r >= sizeof(tmp))
         return error_set(VMM_EINVAL, "path too long: %s", path);
 
@@ -205,6 +211,12 @@ int store_mkdirs(const char *path, mode_t mode)
     return 0;
 }
 
+int store_write_file(const char *path, const void *data, size_t size,
+                     mode_t mode)
+{
+    return write_via(path, false, data, size, mode);
+}
+
 static int remove_at(int dirfd, const char *name)
 {
     struct dirent *e;
@@ -254,27 +266,6 @@ int store_remove_tree(const char *path)
     return remove_at(AT_FDCWD, path);
 }
 
-void store_remove_stale_temps(const char *path)
-{
-    char dir[PATH_MAX], prefix[NAME_MAX + 8];
-    const char *slash = strrchr(path, '/');
-    struct dirent *e;
-    DIR *d;
-
-    if (slash == NULL || (size_t)(slash - path) >= sizeof(dir) ||
-        (size_t)snprintf(prefix, sizeof(prefix), "%s.tmp.", slash + 1) >=
-            sizeof(prefix))
-        return;
-    memcpy(dir, path, (size_t)(slash - path));
-    dir[slash - path] = '\0';
-    d = opendir(dir[0] ? dir : "/");
-    if (d == NULL)
-        return;
-    while ((e = readdir(d)) != NULL)
-        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
-            unlinkat(dirfd(d), e->d_name, 0);
-    closedir(d);
-}
 
 /* --- locks ---------------------------------------------------------------- */
 
@@ -512,7 +503,9 @@ int record_write(const char *path, const struct vm_record *rec)
         yajl_gen_free(g);
         return error_set(VMM_EIO, "encoding the record %s", path);
     }
-    r = store_write_file(path, buf, len, 0600);
+    /* Records are written under the VM's lock only: one temporary name
+     * does, and a write killed midway leaves it for the next to replace. */
+    r = write_via(path, true, buf, len, 0600);
     yajl_gen_free(g);
     return r;
 }

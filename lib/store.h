@@ -97,11 +97,5 @@ int store_mkdirs(const char *path, mode_t mode);
 /* Removes a directory tree; a missing one is not an error. */
 int store_remove_tree(const char *path);
 
-/*
- * Removes the temporary files ("PATH.tmp.*") that writes of path left when
- * their program was killed mid-write. Only for a caller that holds the
- * lock every writer of path takes.
- */
-void store_remove_stale_temps(const char *path);
 
 #endif /* LIBVMM_STORE_H */

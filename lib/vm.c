@@ -404,12 +404,7 @@ static int vm_lock(vmm_vm *vm, uint32_t wait_ms, int *fd)
         return r;
 
     snprintf(what, sizeof(what), "VM %s", vm->name);
-    r = store_lock(vm->lock_path, wait_ms, what, fd);
-    /* Every record write holds this lock: what a killed one left is ours
-     * to clear. */
-    if (r == 0)
-        store_remove_stale_temps(vm->record_path);
-    return r;
+    return store_lock(vm->lock_path, wait_ms, what, fd);
 }
 
 /* Kills the recorded VMM if it still runs, and records that it is gone. */

@@ -347,21 +347,28 @@ START_TEST(lock_follows_replaced_file)
 }
 END_TEST
 
-/* What killed writes of a record left is cleared; nothing else is. */
-START_TEST(stale_temps_removed)
+/*
+ * A record write killed between its temporary file and the rename leaves
+ * that file; the next write replaces it instead of adding another.
+ */
+START_TEST(killed_record_write_leaves_no_pile)
 {
-    write_text("vm.json", "{}");
-    write_text("vm.json.tmp.123", "half");
-    write_text("vm.json.tmp.9", "");
-    write_text("vm.jsonx.tmp.1", "keep");
-    write_text("known_hosts.tmp.5", "keep");
+    struct vm_record rec, back;
+    int files = 0;
+    DIR *d;
 
-    store_remove_stale_temps(path_in("vm.json"));
-    ck_assert_int_eq(access(path_in("vm.json.tmp.123"), F_OK), -1);
-    ck_assert_int_eq(access(path_in("vm.json.tmp.9"), F_OK), -1);
-    ck_assert_int_eq(access(path_in("vm.json"), F_OK), 0);
-    ck_assert_int_eq(access(path_in("vm.jsonx.tmp.1"), F_OK), 0);
-    ck_assert_int_eq(access(path_in("known_hosts.tmp.5"), F_OK), 0);
+    sample(&rec);
+    write_text("vm.json.tmp", "half a record");
+    ck_assert_int_eq(record_write(path_in("vm.json"), &rec), 0);
+    ck_assert_int_eq(record_read(path_in("vm.json"), &back), 0);
+    record_clear(&back);
+    record_clear(&rec);
+    d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        files += e->d_name[0] != '.';
+    closedir(d);
+    ck_assert_int_eq(files, 1);
 }
 END_TEST
 
@@ -410,7 +417,7 @@ Suite *suite_make(void)
     tcase_add_test(tc, lock_waits_for_release);
     tcase_add_test(tc, lock_follows_replaced_file);
     tcase_add_test(tc, lock_excludes_threads);
-    tcase_add_test(tc, stale_temps_removed);
+    tcase_add_test(tc, killed_record_write_leaves_no_pile);
     tcase_add_test(tc, mkdirs_and_remove_tree);
     tcase_add_test(tc, read_file_limit);
     suite_add_tcase(s, tc);
