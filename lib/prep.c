@@ -430,40 +430,59 @@ static int refuse_if_needs_recovery(ext2_filsys fs, const char *disk)
     return 0;
 }
 
+/*
+ * Runs e2fsck with mode ("-fy", "-fn") on disk: 0 with its exit status
+ * and output in *out (the caller frees it), or an error naming the disk.
+ */
+static int run_e2fsck(const char *mode, const char *disk,
+                      struct run_output **out, int *status)
+{
+    char *argv[] = { (char *)(test_e2fsck ? test_e2fsck : "e2fsck"),
+                     (char *)mode, (char *)disk, NULL };
+    int r;
+
+    *out = malloc(sizeof(**out));
+    if (*out == NULL)
+        return error_set(VMM_ENOMEM, "e2fsck output buffer");
+    r = run_program(argv, FSCK_TIMEOUT_MS, *out, status);
+    if (r < 0)
+        error_prefix("checking %s: ", disk);
+    return r;
+}
+
+/* The error for an e2fsck run that failed: its status and output's tail. */
+static int fsck_failed(const char *mode, const char *disk, int status,
+                       const struct run_output *out)
+{
+    const char *tail = output_tail(out, 400);
+    char what[256];
+
+    fsck_failure_text(status, what, sizeof(what));
+    return error_set(VMM_EDISK, "e2fsck %s %s failed with exit status %d "
+                     "(%s): %s", mode, disk, status, what,
+                     tail[0] ? tail : "(no output)");
+}
+
 int prep_fsck(const vmm_context *ctx, const char *vm_name, const char *disk,
               struct prep_fsck_result *result)
 {
-    char *argv[] = { (char *)(test_e2fsck ? test_e2fsck : "e2fsck"),
-                     (char *)"-fy", (char *)disk, NULL };
-    struct run_output *out;
+    struct run_output *out = NULL;
     ext2_filsys fs = NULL;
     char summary[512];
     int status = 0, r;
 
     if (disk == NULL || disk[0] == '\0')
         return error_set(VMM_EINVAL, "prep_fsck: no disk");
-    out = malloc(sizeof(*out));
-    if (out == NULL)
-        return error_set(VMM_ENOMEM, "e2fsck output buffer");
-
-    r = run_program(argv, FSCK_TIMEOUT_MS, out, &status);
-    if (r < 0) {
-        error_prefix("checking %s: ", disk);
+    r = run_e2fsck("-fy", disk, &out, &status);
+    if (r < 0)
         goto done;
-    }
     if (result != NULL) {
         result->exit_status = status;
         result->repaired = (status & 3) != 0;
     }
 
     if (status > 3) {
-        const char *tail = output_tail(out, 400);
-        char what[256];
-
-        fsck_failure_text(status, what, sizeof(what));
-        r = error_set(VMM_EDISK, "e2fsck -fy %s failed with exit status %d "
-                      "(%s): %s", disk, status, what,
-                      tail[0] ? tail : "(no output)");
+        r = fsck_failed("-fy", disk, status, out);
         goto done;
     }
     if (status & 3) {
@@ -488,25 +507,14 @@ done:
 int prep_check_clean(const vmm_context *ctx, const char *vm_name,
                      const char *disk, bool *clean)
 {
-    char *argv[] = { (char *)(test_e2fsck ? test_e2fsck : "e2fsck"),
-                     (char *)"-fn", (char *)disk, NULL };
-    struct run_output *out;
+    struct run_output *out = NULL;
     int status = 0, r;
 
     *clean = false;
-    out = malloc(sizeof(*out));
-    if (out == NULL)
-        return error_set(VMM_ENOMEM, "e2fsck output buffer");
-    r = run_program(argv, FSCK_TIMEOUT_MS, out, &status);
-    if (r < 0) {
-        error_prefix("checking %s: ", disk);
-    } else if (status >= 8) {
-        char what[256];
-
-        fsck_failure_text(status, what, sizeof(what));
-        r = error_set(VMM_EDISK, "e2fsck -fn %s failed with exit status %d "
-                      "(%s): %s", disk, status, what, output_tail(out, 400));
-    } else {
+    r = run_e2fsck("-fn", disk, &out, &status);
+    if (r == 0 && status >= 8) {
+        r = fsck_failed("-fn", disk, status, out);
+    } else if (r == 0) {
         /* -n answers "no" to every question; a summary counter that is
          * off is asked about without setting any exit bit. */
         *clean = status == 0 && strstr(out->buf, "? no") == NULL;
