@@ -43,7 +43,7 @@ static struct {
     bool in_spawn;
 } st;
 
-static char dir[64];
+static struct bench_setup b;
 
 int __real_process_spawn(const vmm_context *ctx,
                          const struct process_spawn_spec *spec,
@@ -125,7 +125,7 @@ static void fail(const char *what, const char *vm)
 {
     fprintf(stderr, "bench-lifecycle: %s %s: %s\n", what, vm,
             vmm_error_last()->message);
-    bench_rm_tree(dir);
+    bench_rm_tree(b.dir);
     exit(1);
 }
 
@@ -242,43 +242,22 @@ static void print_end(const char *what, struct series *s)
 int main(void)
 {
     static struct series first, again, kills, stops;
-    const char *emulator = getenv("FC_EMULATOR");
-    char kernel[128], image[128], state[128], trace[128], name[32];
-    vmm_context_options o = VMM_CONTEXT_OPTIONS_INIT;
-    vmm_vm_spec spec = VMM_VM_SPEC_INIT;
+    char trace[128], name[32];
     vmm_vm *vms[VMS];
     double create[VMS], del[VMS], t0;
     vmm_context *ctx;
+    vmm_vm_spec *spec = &b.spec;
 
-    if (emulator == NULL) {
-        fprintf(stderr, "bench-lifecycle: FC_EMULATOR is not set\n");
+    if (bench_setup(&b, "bench-lifecycle", "bl", 32) < 0)
         return 1;
-    }
-    snprintf(dir, sizeof(dir), "/tmp/libvmm-bl-XXXXXX");
-    if (mkdtemp(dir) == NULL)
-        return 1;
-    if (bench_small_guest(dir, 32, kernel, sizeof(kernel), image,
-                          sizeof(image)) < 0) {
-        bench_rm_tree(dir);
-        return 1;
-    }
-    snprintf(state, sizeof(state), "%s/s", dir);
-    snprintf(trace, sizeof(trace), "%s/trace", dir);
+    ctx = b.ctx;
+    snprintf(trace, sizeof(trace), "%s/trace", b.dir);
     setenv("FCEMU_TRACE", trace, 1);
-    o.state_dir = state;
-    o.firecracker = emulator;
-    if (vmm_context_new(&ctx, &o) < 0)
-        fail("making", "the context");
-    spec.flags = VMM_VM_NO_NET;
-    spec.kernel = kernel;
-    spec.base_image = image;
-    spec.overlay = VMM_OVERLAY_COPY;
-    spec.memory_mib = 128;
 
     for (int i = 0; i < VMS; i++) {
         snprintf(name, sizeof(name), "b%02d", i);
         t0 = bench_now_ms();
-        if (vmm_create(&vms[i], ctx, name, &spec) < 0)
+        if (vmm_create(&vms[i], ctx, name, spec) < 0)
             fail("creating", name);
         create[i] = bench_now_ms() - t0;
     }
@@ -310,7 +289,6 @@ int main(void)
     printf("vmm_delete: median %.2f ms wall\n",
            bench_quantile(del + 1, VMS - 1, 0.5));
 
-    vmm_context_free(ctx);
-    bench_rm_tree(dir);
+    bench_teardown(&b);
     return 0;
 }

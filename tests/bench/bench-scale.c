@@ -244,53 +244,25 @@ static int round_of(vmm_context *ctx, const vmm_vm_spec *spec, int n,
 
 int main(void)
 {
-    const char *emulator = getenv("FC_EMULATOR");
-    vmm_context_options o = VMM_CONTEXT_OPTIONS_INIT;
-    vmm_vm_spec spec = VMM_VM_SPEC_INIT;
-    char dir[64], kernel[128], image[128], state[128];
+    static struct bench_setup b;
     double rate[5], per_vm[5];
-    vmm_context *ctx;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     int failures = 0;
 
-    if (emulator == NULL) {
-        fprintf(stderr, "bench-scale: FC_EMULATOR is not set\n");
+    if (bench_setup(&b, "bench-scale", "bs", 32) < 0)
         return 1;
-    }
-    snprintf(dir, sizeof(dir), "/tmp/libvmm-bs-XXXXXX");
-    if (mkdtemp(dir) == NULL)
-        return 1;
-    if (bench_small_guest(dir, 32, kernel, sizeof(kernel), image,
-                          sizeof(image)) < 0) {
-        bench_rm_tree(dir);
-        return 1;
-    }
-    snprintf(state, sizeof(state), "%s/s", dir);
-    o.state_dir = state;
-    o.firecracker = emulator;
-    if (vmm_context_new(&ctx, &o) < 0) {
-        fprintf(stderr, "bench-scale: %s\n", vmm_error_last()->message);
-        bench_rm_tree(dir);
-        return 1;
-    }
-    spec.flags = VMM_VM_NO_NET;
-    spec.kernel = kernel;
-    spec.base_image = image;
-    spec.overlay = VMM_OVERLAY_COPY;
-    spec.memory_mib = 128;
-
     printf("concurrent VMs, one thread and handle each, one context; "
            "VMM_VM_NO_NET (control plane only), copy overlay of a 32 MiB "
            "ext4 base; %ld CPUs\n", cpus);
     for (int i = 0; i < 5; i++)
-        failures += round_of(ctx, &spec, sizes[i], &rate[i], &per_vm[i]);
+        failures += round_of(b.ctx, &b.spec, sizes[i], &rate[i],
+                            &per_vm[i]);
     printf("summary: failures %d (target 0); create+start wall per VM "
            "%.1f ms at 10 VMs, %.1f ms at 50 (ratio %.2f; 1.00 is flat); "
            "starts/s %.0f at 10, %.0f at 50 (target %.0f)\n", failures,
            per_vm[0], per_vm[4], per_vm[4] / per_vm[0], rate[0], rate[4],
            TARGET_STARTS_PER_S);
 
-    vmm_context_free(ctx);
-    bench_rm_tree(dir);
+    bench_teardown(&b);
     return failures == 0 ? 0 : 1;
 }

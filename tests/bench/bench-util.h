@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libvmm/libvmm.h>
+
 static inline double bench_now_ms(void)
 {
     struct timespec ts;
@@ -160,6 +162,61 @@ static inline int bench_small_guest(const char *dir, int mib, char *kernel,
         return -1;
     }
     return 0;
+}
+
+/* What the control-plane benchmarks run their VMs with. */
+struct bench_setup {
+    char dir[64], kernel[128], image[128], state[128];
+    vmm_context *ctx;
+    vmm_vm_spec spec;
+};
+
+/*
+ * A scratch directory (/tmp/libvmm-TAG-*) with a small guest of `mib`
+ * MiB, a context whose state lives there and whose firecracker is the
+ * emulator ($FC_EMULATOR), and a spec for copy-overlay VMs without
+ * network. 0, or -1 with a message on stderr and nothing left behind;
+ * bench_teardown undoes it.
+ */
+static inline int bench_setup(struct bench_setup *b, const char *prog,
+                              const char *tag, int mib)
+{
+    vmm_context_options o = VMM_CONTEXT_OPTIONS_INIT;
+    const char *emulator = getenv("FC_EMULATOR");
+
+    if (emulator == NULL) {
+        fprintf(stderr, "%s: FC_EMULATOR is not set\n", prog);
+        return -1;
+    }
+    snprintf(b->dir, sizeof(b->dir), "/tmp/libvmm-%s-XXXXXX", tag);
+    if (mkdtemp(b->dir) == NULL) {
+        fprintf(stderr, "%s: mkdtemp: %s\n", prog, strerror(errno));
+        return -1;
+    }
+    snprintf(b->state, sizeof(b->state), "%s/s", b->dir);
+    o.state_dir = b->state;
+    o.firecracker = emulator;
+    if (bench_small_guest(b->dir, mib, b->kernel, sizeof(b->kernel),
+                          b->image, sizeof(b->image)) < 0 ||
+        vmm_context_new(&b->ctx, &o) < 0) {
+        if (vmm_error_last()->code != 0)
+            fprintf(stderr, "%s: %s\n", prog, vmm_error_last()->message);
+        bench_rm_tree(b->dir);
+        return -1;
+    }
+    b->spec = (vmm_vm_spec)VMM_VM_SPEC_INIT;
+    b->spec.flags = VMM_VM_NO_NET;
+    b->spec.kernel = b->kernel;
+    b->spec.base_image = b->image;
+    b->spec.overlay = VMM_OVERLAY_COPY;
+    b->spec.memory_mib = 128;
+    return 0;
+}
+
+static inline void bench_teardown(struct bench_setup *b)
+{
+    vmm_context_free(b->ctx);
+    bench_rm_tree(b->dir);
 }
 
 #endif /* LIBVMM_BENCH_UTIL_H */
