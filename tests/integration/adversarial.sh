@@ -531,17 +531,6 @@ for knob in FCEMU_DELAY_BIND_MS=300 "FCEMU_HANG_ON=PUT /actions" X=1; do
             fail "start [$knob] killed at $d, then stop: tap left in libvmm-$kv"
     done
 done
-# A start killed while its VMM has yet to bind its socket: the next start
-# ends that VMM and starts the VM, instead of calling it already running.
-for d in 0.1 0.3; do
-    export FCEMU_DELAY_BIND_MS=1500
-    k9 "$d" start "$kv"
-    unset FCEMU_DELAY_BIND_MS
-    expect_ok "start after a start killed at $d before its VMM bound" \
-        vmctl start "$kv"
-    truthful "start after a start killed at $d before its VMM bound" "$kv"
-    vmctl kill "$kv" >/dev/null 2>&1
-done
 for d in 0.01 0.1 0.5; do
     FCEMU_CTRLALTDEL_MS=-1 vmctl start "$kv" >/dev/null 2>&1
     k9 "$d" stop "$kv" --timeout 5
